@@ -1,0 +1,26 @@
+"""tensorgrad: reverse-mode automatic differentiation on NumPy, small enough to read.
+
+    import tensorgrad as tg
+    x = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()          # x.grad == 2 * x
+"""
+
+from tensorgrad.tensor import (
+    Tensor, arange, as_tensor, ones, ones_like, randn, tensor, zeros, zeros_like,
+)
+from tensorgrad.tape import detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad
+from tensorgrad.errors import (
+    AnomalyError, BackwardError, CheckpointError, DtypeError, GradcheckError, ShapeError,
+    TensorgradError,
+)
+from tensorgrad.ops import (
+    OPS, abs, add, astype, broadcast_to, clip, concatenate, cos, div, erf, exp, expand_dims,
+    gelu, getitem, leaky_relu, log, logsumexp, matmul, max, maximum, mean, min, minimum, mul,
+    neg, pow, relu, reshape, sigmoid, sin, split, sqrt, squeeze, stack, std, sub, sum, swapaxes,
+    tanh, transpose, var, where,
+)
+
+from tensorgrad.gradcheck import gradcheck, gradgradcheck
+
+__version__ = "0.1.0"
