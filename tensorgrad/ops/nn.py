@@ -1,0 +1,160 @@
+"""Fused neural-network ops: softmax, log_softmax, layer_norm, cross_entropy.
+
+Each could be composed from primitives; fused, the forward makes fewer NumPy passes and the
+VJP is one closed form instead of a chain of records. Residuals saved by a forward (the
+softmax probabilities, the normalised input) are constants, which is right for first-order
+gradients only: under ``create_graph`` each VJP recomputes them with differentiable ops
+(``first_order``), so second derivatives stay exact.
+"""
+
+import numpy as np
+
+from tensorgrad import tape
+from tensorgrad.errors import ShapeError
+from tensorgrad.ops.registry import needs_grad, op
+from tensorgrad.tensor import Tensor
+
+
+def first_order(saved: np.ndarray, recompute) -> Tensor:
+    """A saved residual as a constant when backward records nothing, else recomputed."""
+    return recompute() if tape.state.grad_enabled else Tensor._wrap(saved)
+
+
+def _check_axis(x, axis, name):
+    if not -np.ndim(x) <= axis < np.ndim(x):
+        raise ShapeError(f"{name}: axis {axis} is out of range for shape {np.shape(x)}")
+
+
+@op("softmax")
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, shifted by the maximum so it never overflows."""
+    _check_axis(x, axis, "softmax")
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+@softmax.defvjp
+def softmax_vjp(g, out, x, axis=-1):
+    return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)  # J = diag(y) - y y^T
+
+
+@op("log_softmax")
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along ``axis``; stable for logits of any size."""
+    _check_axis(x, axis, "log_softmax")
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+@log_softmax.defvjp
+def log_softmax_vjp(g, out, x, axis=-1):
+    return (g - out.exp() * g.sum(axis=axis, keepdims=True),)
+
+
+@op("layer_norm", inputs=("x", "weight", "bias"), saves=("xhat", "rstd"))
+def layer_norm(x, weight=None, bias=None, eps=1e-5):
+    """Normalise over the last axis to zero mean and unit variance, then scale and shift."""
+    if weight is not None and np.shape(weight) != np.shape(x)[-1:]:
+        raise ShapeError(f"layer_norm: weight of shape {np.shape(weight)} does not match the "
+                         f"last axis of input of shape {np.shape(x)}")
+    mean = np.mean(x, axis=-1, keepdims=True)
+    centred = x - mean
+    var = np.mean(centred * centred, axis=-1, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    xhat = centred * rstd
+    out = xhat
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out, {"xhat": xhat, "rstd": rstd}
+
+
+@layer_norm.defvjp
+def layer_norm_vjp(g, out, x, weight=None, bias=None, eps=1e-5, xhat=None, rstd=None):
+    rstd_t = first_order(rstd, lambda: (x.var(axis=-1, keepdims=True) + eps) ** -0.5)
+    xhat_t = first_order(xhat, lambda: (x - x.mean(axis=-1, keepdims=True)) * rstd_t)
+    gxhat = g * weight if weight is not None else g
+    gx = None
+    if needs_grad(x):
+        mean_g = gxhat.mean(axis=-1, keepdims=True)
+        mean_gx = (gxhat * xhat_t).mean(axis=-1, keepdims=True)
+        gx = rstd_t * (gxhat - mean_g - xhat_t * mean_gx)
+    gw = g * xhat_t if needs_grad(weight) else None
+    gb = g if needs_grad(bias) else None
+    return gx, gw, gb
+
+
+@op("cross_entropy", inputs=("logits", "target"), differentiable=("logits",), saves=("probs",))
+def cross_entropy(logits, target, ignore_index=None, reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy of (..., C) logits against integer class targets of shape (...)."""
+    logits, target = _check_cross_entropy(logits, target, reduction, label_smoothing)
+    classes = logits.shape[-1]
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    sum_exp = np.sum(np.exp(shifted), axis=-1, keepdims=True)
+    logp = shifted - np.log(sum_exp)
+
+    safe = _safe_target(target, ignore_index)
+    if safe.size and (safe.min() < 0 or safe.max() >= classes):
+        bad = safe.min() if safe.min() < 0 else safe.max()
+        raise ShapeError(f"cross_entropy: target class {bad} is out of range for {classes} classes")
+    picked = np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+    loss = -(1.0 - label_smoothing) * picked
+    if label_smoothing:
+        loss = loss - label_smoothing * logp.mean(axis=-1)
+    loss = loss * _weights(target, ignore_index, loss.dtype)
+
+    if reduction == "sum":
+        loss = loss.sum()
+    elif reduction == "mean":
+        loss = loss.sum() / max(_count(target, ignore_index), 1)
+    probs = np.exp(logp, out=logp)
+    return np.asarray(loss, dtype=logits.dtype), {"probs": probs}
+
+
+@cross_entropy.defvjp
+def cross_entropy_vjp(g, out, logits, target, ignore_index=None, reduction="mean",
+                      label_smoothing=0.0, probs=None):
+    target = np.asarray(getattr(target, "data", target))
+    probs_t = first_order(probs, lambda: softmax(logits, axis=-1))
+    classes = logits.shape[-1]
+    smooth = np.full(logits.shape, label_smoothing / classes, dtype=logits.dtype)
+    np.put_along_axis(smooth, _safe_target(target, ignore_index)[..., None],
+                      1.0 - label_smoothing + label_smoothing / classes, axis=-1)
+    weights = _weights(target, ignore_index, logits.dtype)
+    if reduction == "mean":
+        weights = weights / max(_count(target, ignore_index), 1)
+    scale = g[..., None] if reduction == "none" else g
+    return (probs_t - smooth) * (scale * weights[..., None]), None
+
+
+def _check_cross_entropy(logits, target, reduction, label_smoothing):
+    logits, target = np.asarray(logits), np.asarray(target)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be mean, sum or none, not {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], not {label_smoothing}")
+    if target.dtype.kind not in "iu":
+        raise ShapeError(f"cross_entropy: target must hold integer classes, not {target.dtype}")
+    if logits.ndim < 1 or logits.shape[:-1] != target.shape:
+        raise ShapeError(f"cross_entropy: logits of shape {logits.shape} need a target of shape "
+                         f"{logits.shape[:-1]}, got {target.shape}")
+    return logits, target
+
+
+def _safe_target(target, ignore_index):
+    """Targets with ignored entries replaced by class 0 (their loss is then weighted out)."""
+    if ignore_index is None:
+        return target
+    return np.where(target == ignore_index, 0, target)
+
+
+def _weights(target, ignore_index, dtype):
+    if ignore_index is None:
+        return np.ones(target.shape, dtype=dtype)
+    return (target != ignore_index).astype(dtype)
+
+
+def _count(target, ignore_index) -> int:
+    return target.size if ignore_index is None else int(np.sum(target != ignore_index))
