@@ -66,12 +66,10 @@ class Module:
             )
         params, buffers, modules = self._parameters, self._buffers, self._modules
         if isinstance(value, Parameter):
-            self._forget(name)
-            params[name] = value
+            self._register(params, name, value)
         elif isinstance(value, Module):
             _check_name(self, name)
-            self._forget(name)
-            modules[name] = value
+            self._register(modules, name, value)
         elif name in params:
             if value is not None:
                 raise TypeError(f"{type(self).__name__}.{name} is a parameter: assign a "
@@ -109,28 +107,30 @@ class Module:
         self.__dict__.pop(name, None)
         return found
 
+    def _register(self, table, name, value):
+        """Put ``value`` in ``table``; a name already there keeps its place (and its order)."""
+        if name not in table:
+            self._forget(name)
+        table[name] = value
+
     def register_buffer(self, name: str, value):
         """Register non-trainable state (an array, a Tensor or None) saved in the state dict."""
         _check_name(self, name)
-        value = _buffer_value(self, name, value)
-        self._forget(name)
-        self._buffers[name] = value
+        self._register(self._buffers, name, _buffer_value(self, name, value))
 
     def register_parameter(self, name: str, param):
         """Register ``param`` (a Parameter or None) under ``name``."""
         _check_name(self, name)
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name} must be a Parameter or None")
-        self._forget(name)
-        self._parameters[name] = param
+        self._register(self._parameters, name, param)
 
     def add_module(self, name: str, module):
         """Register ``module`` (a Module or None) under ``name``."""
         _check_name(self, name)
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name} must be a Module or None")
-        self._forget(name)
-        self._modules[name] = module
+        self._register(self._modules, name, module)
 
     # ------------------------------------------------------------ walking the tree
 
