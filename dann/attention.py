@@ -1,0 +1,65 @@
+"""Multi-head scaled dot-product attention, built from tensorgrad ops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tensorgrad import nn, ops
+
+NEG_INF = -1e9  # added to masked scores; finite, so a fully masked row stays NaN-free
+
+
+class MultiHeadAttention(nn.Module):
+    """softmax(Q K^T / sqrt(d_head) + mask) V over ``n_heads`` heads, then an output projection.
+
+    ``causal`` hides later positions; a padding mask (B, T) of booleans, True where a token is
+    real, hides padded keys. The last attention weights (B, H, T, T) are kept in
+    ``last_attention`` for inspection.
+    """
+
+    def __init__(self, d_model, n_heads, causal=False, rng=None, dtype=np.float32):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"MultiHeadAttention: d_model={d_model} is not divisible by "
+                             f"n_heads={n_heads}")
+        rng = np.random.default_rng(rng)
+        self.d_model, self.n_heads, self.causal = d_model, n_heads, causal
+        self.d_head = d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, rng=rng, dtype=dtype)
+        self.out = nn.Linear(d_model, d_model, rng=rng, dtype=dtype)
+        self.last_attention = None
+
+    def forward(self, x, padding_mask=None):
+        batch, length, _ = x.shape
+        qkv = self.qkv(x).reshape(batch, length, 3, self.n_heads, self.d_head)
+        qkv = qkv.transpose(2, 0, 3, 1, 4)  # (3, B, H, T, d_head)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+
+        scores = (q @ k.swapaxes(-1, -2)) * float(1.0 / np.sqrt(self.d_head))
+        bias = self._mask_bias(batch, length, padding_mask, scores.dtype)
+        if bias is not None:
+            scores = scores + bias
+        weights = ops.softmax(scores, axis=-1)
+        self.last_attention = weights.data
+
+        context = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, length, self.d_model)
+        return self.out(context)
+
+    def _mask_bias(self, batch, length, padding_mask, dtype):
+        """An additive (B or 1, 1, T, T) bias: 0 where attending is allowed, NEG_INF elsewhere."""
+        allowed = None
+        if self.causal:
+            allowed = np.tril(np.ones((length, length), dtype=bool))[None, None]
+        if padding_mask is not None:
+            keys = np.asarray(getattr(padding_mask, "data", padding_mask), dtype=bool)
+            if keys.shape != (batch, length):
+                raise ValueError(f"MultiHeadAttention: padding mask of shape {keys.shape} does "
+                                 f"not match input (batch, length) = {(batch, length)}")
+            keys = keys[:, None, None, :]
+            allowed = keys if allowed is None else allowed & keys
+        if allowed is None:
+            return None
+        return np.where(allowed, 0.0, NEG_INF).astype(dtype)
+
+    def extra_repr(self):
+        return f"d_model={self.d_model}, heads={self.n_heads}, causal={self.causal}"
