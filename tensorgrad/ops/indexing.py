@@ -9,6 +9,7 @@ import numpy as np
 
 from tensorgrad.errors import ShapeError
 from tensorgrad.ops.registry import op
+from tensorgrad.tensor import Tensor
 
 
 def normalize_index(index):
@@ -17,7 +18,8 @@ def normalize_index(index):
         index = (index,)
     parts = []
     for part in index:
-        part = getattr(part, "data", part)
+        if isinstance(part, Tensor):  # not getattr(part, "data"): an ndarray has .data too
+            part = part.data
         if isinstance(part, list):
             part = np.asarray(part)
         if isinstance(part, np.ndarray) and part.dtype.kind not in "biu":
