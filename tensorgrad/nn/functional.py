@@ -47,7 +47,7 @@ def embedding(indices, weight, padding_idx=None) -> Tensor:
 
 def check_indices(indices, num_embeddings: int, who: str) -> np.ndarray:
     """``indices`` as an integer array, or an error naming ``who`` and the valid range."""
-    idx = np.asarray(getattr(indices, "data", indices))
+    idx = _array(indices)
     if idx.dtype.kind not in "iu":
         raise DtypeError(f"{who}: indices must be integers, not {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= num_embeddings):
@@ -74,7 +74,7 @@ def cross_entropy(logits, target, ignore_index=None, reduction="mean",
     ``"mean"``, ``"sum"`` or ``"none"``; ``label_smoothing`` mixes the one-hot target with the
     uniform distribution, as PyTorch does.
     """
-    target = np.asarray(getattr(target, "data", target))
+    target = _array(target)
     return ops.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction,
                              label_smoothing=float(label_smoothing))
 
@@ -82,9 +82,9 @@ def cross_entropy(logits, target, ignore_index=None, reduction="mean",
 def mse_loss(input, target, reduction="mean") -> Tensor:
     """Squared error ``(input - target)^2``, averaged, summed or kept per entry."""
     input = as_tensor(input)
-    if np.shape(getattr(target, "data", target)) != input.shape:
+    if np.shape(_array(target)) != input.shape:
         raise ShapeError(f"mse_loss: input of shape {input.shape} and target of shape "
-                         f"{np.shape(getattr(target, 'data', target))} differ")
+                         f"{np.shape(_array(target))} differ")
     diff = input - target
     return _reduce(diff * diff, reduction, "mse_loss")
 
@@ -141,6 +141,11 @@ def tanh(x) -> Tensor:
 
 def sigmoid(x) -> Tensor:
     return ops.sigmoid(x)
+
+
+def _array(x) -> np.ndarray:
+    """The array inside a Tensor, or ``x`` as an array (not ``x.data``: ndarrays have one too)."""
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _reduce(loss, reduction, who) -> Tensor:
