@@ -82,6 +82,8 @@ def matmul(x, y):
         raise ShapeError(f"matmul: 0-d operands are not allowed (shapes {xs} and {ys})")
     if xs[-1] != ys[-2 if len(ys) > 1 else 0]:
         raise ShapeError(f"matmul: shapes {xs} and {ys} are not aligned")
+    if len(xs) > 2 and len(ys) == 2:  # a stack times one matrix is one GEMM, not len(stack)
+        return np.matmul(np.reshape(x, (-1, xs[-1])), y).reshape(xs[:-1] + ys[-1:])
     return np.matmul(x, y)
 
 
@@ -98,7 +100,9 @@ def matmul_vjp(g, out, x, y):
     if needs_grad(x):
         gx = matmul(g2, y2.swapaxes(-1, -2))
         gx = gx.reshape(gx.shape[:-2] + (-1,)) if x.ndim == 1 else gx
-    if needs_grad(y):
+    if needs_grad(y) and x.ndim > 2 and y.ndim == 2:  # fold the stack into one GEMM
+        gy = matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+    elif needs_grad(y):
         gy = matmul(x2.swapaxes(-1, -2), g2)
         gy = gy.reshape(gy.shape[:-2] + (-1,)) if y.ndim == 1 else gy
     return gx, gy
