@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tensorgrad import nn, ops
+from tensorgrad.tensor import array_of
 
 NEG_INF = -1e9  # added to masked scores; finite, so a fully masked row stays NaN-free
 
@@ -51,7 +52,7 @@ class MultiHeadAttention(nn.Module):
         if self.causal:
             allowed = np.tril(np.ones((length, length), dtype=bool))[None, None]
         if padding_mask is not None:
-            keys = np.asarray(getattr(padding_mask, "data", padding_mask), dtype=bool)
+            keys = np.asarray(array_of(padding_mask), dtype=bool)
             if keys.shape != (batch, length):
                 raise ValueError(f"MultiHeadAttention: padding mask of shape {keys.shape} does "
                                  f"not match input (batch, length) = {(batch, length)}")

@@ -7,6 +7,7 @@ import numpy as np
 from dann.attention import MultiHeadAttention
 from dann.dendritic import DendriticFeedForward, DenseFeedForward
 from tensorgrad import nn
+from tensorgrad.tensor import array_of
 
 FFNS = ("dendritic", "dense")
 
@@ -76,7 +77,7 @@ class DANNTransformer(nn.Module):
         self.head = nn.Linear(d_model, vocab_size, rng=rng, dtype=dtype)
 
     def forward(self, tokens, padding_mask=None):
-        tokens = np.asarray(getattr(tokens, "data", tokens))
+        tokens = np.asarray(array_of(tokens))
         if tokens.ndim != 2 or tokens.shape[1] > self.max_len:
             raise ValueError(f"DANNTransformer: tokens must be (batch, length <= {self.max_len}),"
                              f" got shape {tokens.shape}")

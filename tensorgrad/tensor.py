@@ -194,11 +194,15 @@ class Tensor:
     T = property(lambda self: _ops.transpose(self), doc="The transpose (axes reversed).")
 
 
+def array_of(x):
+    """The ndarray inside a Tensor, or ``x`` itself (not ``getattr(x, "data")``: an ndarray's
+    ``.data`` is its memoryview)."""
+    return x.data if isinstance(x, Tensor) else x
+
+
 def _compare(ufunc, a, b) -> Tensor:
     """A comparison: a bool tensor that never needs or carries a gradient."""
-    a = a.data if isinstance(a, Tensor) else a
-    b = b.data if isinstance(b, Tensor) else b
-    return Tensor._wrap(ufunc(a, b))
+    return Tensor._wrap(ufunc(array_of(a), array_of(b)))
 
 
 def _accumulate_array(total, g):
@@ -252,12 +256,12 @@ def arange(*args, dtype=None, requires_grad=False) -> Tensor:
 
 def zeros_like(x, requires_grad=False) -> Tensor:
     """Zeros of ``x``'s shape and dtype."""
-    return Tensor(np.zeros_like(getattr(x, "data", x)), requires_grad=requires_grad)
+    return Tensor(np.zeros_like(array_of(x)), requires_grad=requires_grad)
 
 
 def ones_like(x, requires_grad=False) -> Tensor:
     """Ones of ``x``'s shape and dtype."""
-    return Tensor(np.ones_like(getattr(x, "data", x)), requires_grad=requires_grad)
+    return Tensor(np.ones_like(array_of(x)), requires_grad=requires_grad)
 
 
 def _shape(shape):

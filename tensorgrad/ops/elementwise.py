@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from tensorgrad.ops.registry import needs_grad, op
+from tensorgrad.tensor import array_of
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -184,8 +185,7 @@ def minimum_vjp(g, out, x, y):
 
 def _pick_vjp(g, x, y, wins):
     """Route ``g`` to the input that was picked; on a tie both get half, as PyTorch does."""
-    xd = getattr(x, "data", x)
-    yd = getattr(y, "data", y)
+    xd, yd = array_of(x), array_of(y)
     share = np.where(wins(xd, yd), 1.0, np.where(xd == yd, 0.5, 0.0)).astype(g.dtype)
     return (g * share if needs_grad(x) else None), (g * (1 - share) if needs_grad(y) else None)
 
@@ -197,7 +197,7 @@ def where(condition, x, y):
 
 @where.defvjp
 def where_vjp(g, out, condition, x, y):
-    mask = np.asarray(getattr(condition, "data", condition), dtype=bool)
+    mask = np.asarray(array_of(condition), dtype=bool)
     gx = g * mask if needs_grad(x) else None
     gy = g * ~mask if needs_grad(y) else None
     return None, gx, gy

@@ -12,7 +12,7 @@ import numpy as np
 from tensorgrad import tape
 from tensorgrad.errors import ShapeError
 from tensorgrad.ops.registry import needs_grad, op
-from tensorgrad.tensor import Tensor
+from tensorgrad.tensor import Tensor, array_of
 
 
 def first_order(saved: np.ndarray, recompute) -> Tensor:
@@ -116,7 +116,7 @@ def cross_entropy(logits, target, ignore_index=None, reduction="mean", label_smo
 @cross_entropy.defvjp
 def cross_entropy_vjp(g, out, logits, target, ignore_index=None, reduction="mean",
                       label_smoothing=0.0, probs=None):
-    target = np.asarray(getattr(target, "data", target))
+    target = np.asarray(array_of(target))
     probs_t = first_order(probs, lambda: softmax(logits, axis=-1))
     classes = logits.shape[-1]
     smooth = np.full(logits.shape, label_smoothing / classes, dtype=logits.dtype)

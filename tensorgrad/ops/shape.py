@@ -5,6 +5,7 @@ import numpy as np
 from tensorgrad.errors import ShapeError
 from tensorgrad.ops.reductions import normalize_axis
 from tensorgrad.ops.registry import op
+from tensorgrad.tensor import array_of
 
 
 @op("reshape")
@@ -86,7 +87,7 @@ def concatenate(*xs, axis=0):
 
 @concatenate.defvjp
 def concatenate_vjp(g, out, *xs, axis=0):
-    bounds = np.cumsum([np.shape(getattr(x, "data", x))[axis] for x in xs])[:-1]
+    bounds = np.cumsum([np.shape(array_of(x))[axis] for x in xs])[:-1]
     return _split_at(g, bounds, axis)
 
 
