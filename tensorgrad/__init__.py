@@ -4,6 +4,11 @@
     x = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
     y = (x * x).sum()
     y.backward()          # x.grad == 2 * x
+
+Where things live: the Tensor in ``tensor.py``, the tape and backward in ``tape.py``, the op
+table in ``ops/`` (``ops/registry.py`` is the machinery, the other modules the ops), finite
+difference checks in ``gradcheck.py``, layers in ``nn/``, optimisers in ``optim.py``,
+checkpoints in ``checkpoint.py`` and graph drawing in ``graph.py``.
 """
 
 from tensorgrad.tensor import (
@@ -22,5 +27,8 @@ from tensorgrad.ops import (
 )
 
 from tensorgrad.gradcheck import gradcheck, gradgradcheck
+from tensorgrad.checkpoint import load, save
+from tensorgrad.graph import draw_graph, render_graph
+from tensorgrad import nn, optim
 
 __version__ = "0.1.0"
