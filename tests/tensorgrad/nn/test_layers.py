@@ -170,7 +170,8 @@ def test_embedding_padding_row_is_zero_and_gets_no_gradient():
 
 def test_embedding_out_of_range_names_the_layer_and_range():
     emb = nn.Embedding(10, 4, rng=0)
-    with pytest.raises(ShapeError, match=r"Embedding\(10, 4\): index 10 is out of range \[0, 10\)"):
+    message = r"Embedding\(10, 4\): index 10 is out of range \[0, 10\)"
+    with pytest.raises(ShapeError, match=message):
         emb(np.array([0, 10]))
     with pytest.raises(ShapeError, match=r"index -1 is out of range"):
         emb(np.array([-1]))

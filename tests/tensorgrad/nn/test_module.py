@@ -35,7 +35,8 @@ class Net(nn.Module):
         rng = np.random.default_rng(seed)
         self.embed = nn.Embedding(vocab, d, rng=rng)
         self.blocks = nn.ModuleList([Block(d, rng) for _ in range(2)])
-        self.head = nn.Sequential(nn.Linear(d, d, rng=rng), nn.GELU(), nn.Linear(d, vocab, rng=rng))
+        self.head = nn.Sequential(nn.Linear(d, d, rng=rng), nn.GELU(),
+                                  nn.Linear(d, vocab, rng=rng))
         self.scale = nn.Parameter(np.ones(1, dtype=np.float32))
 
     def forward(self, idx):
@@ -185,7 +186,8 @@ def test_apply_visits_children_before_parents():
     seen = []
     net.apply(lambda m: seen.append(m))
     assert seen[-1] is net and len(seen) == len(list(net.modules()))
-    assert seen.index(net.blocks[0].attn.q) < seen.index(net.blocks[0].attn) < seen.index(net.blocks)
+    position = [seen.index(m) for m in (net.blocks[0].attn.q, net.blocks[0].attn, net.blocks)]
+    assert position == sorted(position)
 
 
 # ---------------------------------------------------------------- state dicts
@@ -282,4 +284,5 @@ def test_repr_prints_the_tree_with_parameter_counts():
     assert "(k): Linear(in_features=4, out_features=4, bias=False)  # 16 params" in text
     assert "(1): GELU(approximate='none')" in text
     assert "(embed): Embedding(7, 4)  # 28 params" in text
-    assert net.num_parameters() == sum(p.size for p in net.parameters()) == 1 + 28 + 2 * 44 + 20 + 35
+    assert net.num_parameters() == sum(p.size for p in net.parameters())
+    assert net.num_parameters() == 1 + 28 + 2 * 44 + 20 + 35
