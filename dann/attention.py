@@ -36,15 +36,22 @@ class MultiHeadAttention(nn.Module):
         qkv = qkv.transpose(2, 0, 3, 1, 4)  # (3, B, H, T, d_head)
         q, k, v = qkv[0], qkv[1], qkv[2]
 
-        scores = (q @ k.swapaxes(-1, -2)) * float(1.0 / np.sqrt(self.d_head))
-        bias = self._mask_bias(batch, length, padding_mask, scores.dtype)
-        if bias is not None:
-            scores = scores + bias
-        weights = ops.softmax(scores, axis=-1)
-        self.last_attention = weights.data
+        bias = self._mask_bias(batch, length, padding_mask, x.dtype)
+        scale = float(1.0 / np.sqrt(self.d_head))
+        heads = ops.attention(q, k, v, bias, scale=scale)
+        if heads._record is not None:  # the fused op saved the weights for its VJP
+            self.last_attention = heads._record.saved["probs"]
+        else:
+            self.last_attention = self._weights(q, k, bias, scale)
 
-        context = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, length, self.d_model)
+        context = heads.transpose(0, 2, 1, 3).reshape(batch, length, self.d_model)
         return self.out(context)
+
+    @staticmethod
+    def _weights(q, k, bias, scale):
+        """The attention weights, recomputed when nothing was recorded (inference)."""
+        scores = (q.data @ k.data.swapaxes(-1, -2)) * scale
+        return ops.softmax(scores if bias is None else scores + bias, axis=-1).data
 
     def _mask_bias(self, batch, length, padding_mask, dtype):
         """An additive (B or 1, 1, T, T) bias: 0 where attending is allowed, NEG_INF elsewhere."""

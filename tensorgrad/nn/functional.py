@@ -23,12 +23,7 @@ __all__ = [
 
 def linear(x, weight, bias=None) -> Tensor:
     """``x @ weight.T + bias`` for ``weight`` of shape (out, in) and any leading axes of x."""
-    x = as_tensor(x)
-    if x.ndim == 0 or x.shape[-1] != weight.shape[-1]:
-        raise ShapeError(f"linear: input of shape {x.shape} does not match a weight of shape "
-                         f"{weight.shape} (it needs a last axis of {weight.shape[-1]})")
-    out = ops.matmul(x, ops.transpose(weight))
-    return out if bias is None else out + bias
+    return ops.linear(x, weight, bias)  # fused: one record, one GEMM each way
 
 
 def embedding(indices, weight, padding_idx=None) -> Tensor:

@@ -15,6 +15,6 @@ from tensorgrad.ops.shape import (
     broadcast_to, concatenate, expand_dims, reshape, split, squeeze, stack, swapaxes, transpose,
 )
 from tensorgrad.ops.indexing import getitem, scatter_add
-from tensorgrad.ops.nn import cross_entropy, layer_norm, log_softmax, softmax
+from tensorgrad.ops.nn import attention, cross_entropy, layer_norm, linear, log_softmax, softmax
 
 __all__ = sorted(name for name in dir() if not name.startswith("_"))
