@@ -68,6 +68,7 @@ _BAD_GRAD = {"fillcolor": "#e03131", "fontcolor": "white", "color": "#a00000", "
 _OUTPUT_MARK = {"peripheries": "2", "penwidth": "1.5"}
 _NO_GRAD_EDGE = {"color": "#a0a0a0"}
 _WRAP = 30
+_DECADES = 4
 
 
 # ---------------------------------------------------------------- public API
@@ -79,7 +80,8 @@ def draw_graph(output, params=None, show_grads=False, depth=None, max_nodes=2000
     ``params`` names the leaves: a mapping from name to Tensor, or an object with
     ``named_parameters()`` (a Module), whose ``named_modules()`` also names the clusters.
     ``show_grads`` shades each parameter by its gradient norm relative to the largest and
-    prints the norm; NaN or inf gradients are red. ``depth=N`` draws N levels of module
+    prints the norm (the shade is on a log scale spanning four decades below the largest);
+    NaN or inf gradients are red. ``depth=N`` draws N levels of module
     clusters and turns each module one level deeper into one node. Past ``max_nodes`` ops
     (None: no limit) only the ops nearest the output are drawn, with a note of how many were
     left out. Node ids count records and leaves in tape order, so the same code gives the
@@ -368,9 +370,9 @@ class _Plan:
             common = common[:n]
         node.cluster = common
 
-        prefix = self.clusters[common][1] + "." if common else ""
-        if prefix != "." and node.name and node.name.startswith(prefix):
-            node.lines[0] = node.name[len(prefix):]
+        module_name = self.clusters[common][1] if common else ""
+        if module_name and node.name and node.name.startswith(module_name + "."):
+            node.lines[0] = node.name[len(module_name) + 1:]
 
     def _edge(self, src, dst, attrs):
         """Add ``src -> dst`` once; between two ops the edge counts how often it is used."""
@@ -404,18 +406,32 @@ class _Plan:
 
 def _op_lines(record) -> list:
     """Op name, attributes wrapped to a readable width, then the output's shape and dtype."""
-    lines = [record.op.name]
-    attrs = [_attr_text(k, v) for k, v in record.attrs.items() if v is not None and v is not False]
-    lines += _wrap(attrs)
-
     out = record.out_ref()
+    out_shape = out.shape if out is not None else None
+    attrs = [_attr_text(k, v) for k, v in record.attrs.items()
+             if _is_set(v) and not (k == "shape" and _same_shape(v, out_shape))]
+    lines = [record.op.name] + _wrap(attrs)
     if out is None:
         return lines + ["?"]
-    shape = _shape(out.shape)
+
+    shape = _shape(out_shape)
     in_dtypes = {np.dtype(x.dtype) for x in record.inputs if isinstance(x, (Tensor, np.ndarray))}
     if in_dtypes and out.dtype not in in_dtypes:
         shape += f" {out.dtype}"
     return lines + [shape]
+
+
+def _same_shape(value, shape) -> bool:
+    """Whether a ``shape`` attribute only repeats the output's shape (then it is not drawn)."""
+    try:
+        return shape is not None and tuple(value) == shape
+    except TypeError:
+        return False
+
+
+def _is_set(value) -> bool:
+    """None and False mean "not set", so they are not drawn."""
+    return value is not None and not (isinstance(value, (bool, np.bool_)) and not value)
 
 
 def _leaf_lines(t, name) -> list:
@@ -535,8 +551,19 @@ def _shade(node, norms, largest, what):
     if bad:
         node.attrs.update(_BAD_GRAD)
         return
-    share = norm / largest if largest > 0 else 0.0
-    node.attrs.update(style="filled", fillcolor=f"0.600 {0.06 + 0.64 * share:.3f} 1.000")
+    saturation = 0.06 + 0.64 * _share(norm, largest)
+    node.attrs.update(style="filled", fillcolor=f"0.600 {saturation:.3f} 1.000")
+
+
+def _share(norm, largest) -> float:
+    """Where ``norm`` sits on a log scale from ``largest`` (1) down _DECADES decades (0).
+
+    A log scale, because the question a shaded graph answers is which layers get gradients
+    orders of magnitude smaller than the rest; a linear one leaves all but the largest white.
+    """
+    if norm <= 0 or largest <= 0:
+        return 0.0
+    return float(np.clip(1 + np.log10(norm / largest) / _DECADES, 0.0, 1.0))
 
 
 # ---------------------------------------------------------------- emitting DOT

@@ -156,10 +156,12 @@ def test_key_attributes_are_shown_compactly():
     ]
 
 
-def test_attributes_that_are_none_or_false_are_left_out():
+def test_attributes_that_are_none_or_false_or_repeat_the_shape_are_left_out():
     x = tg.tensor(np.ones((3, 4)), requires_grad=True)
-    g = Parsed(draw_graph(x.sum(axis=None, keepdims=False)))
-    assert g.label("op0") == "sum\nscalar"
+    y = x.reshape(2, 6).reshape(-1, 3).sum(axis=None, keepdims=False)
+    g = Parsed(draw_graph(y))
+    assert [g.label(f"op{i}") for i in range(3)] == [
+        "reshape\n(2, 6)", "reshape\nshape=(-1, 3)\n(4, 3)", "sum\nscalar"]
 
 
 def test_a_big_index_array_shows_its_shape_not_its_values():
@@ -244,7 +246,7 @@ class _Lin:
         self.weight = tg.tensor(rng.standard_normal((n, m)), requires_grad=True)
         self.bias = tg.tensor(np.zeros(m), requires_grad=True)
 
-    def children(self):
+    def named_children(self):
         return []
 
     def own(self):
@@ -259,7 +261,7 @@ class _Block:
     def __init__(self, rng):
         self.fc1, self.fc2 = _Lin(4, 8, rng), _Lin(8, 4, rng)
 
-    def children(self):
+    def named_children(self):
         return [("fc1", self.fc1), ("fc2", self.fc2)]
 
     def own(self):
@@ -275,7 +277,7 @@ class _Net:
         rng = np.random.default_rng(seed)
         self.b0, self.b1, self.head = _Block(rng), _Block(rng), _Lin(4, 3, rng)
 
-    def children(self):
+    def named_children(self):
         return [("blocks.0", self.b0), ("blocks.1", self.b1), ("head", self.head)]
 
     def own(self):
@@ -286,7 +288,7 @@ class _Net:
         while stack:
             prefix, module = stack.pop()
             out.append((prefix, module))
-            for name, child in reversed(module.children()):
+            for name, child in reversed(module.named_children()):
                 stack.append((f"{prefix}.{name}" if prefix else name, child))
         return out
 
@@ -340,6 +342,21 @@ def test_clusters_fall_back_to_class_names_without_params():
     g = Parsed(draw_graph(loss))
     labels = sorted(v["label"] for v in g.clusters.values())
     assert labels == ["_Block", "_Block", "_Lin", "_Lin", "_Lin", "_Lin", "_Lin", "_Net"]
+
+
+def test_module_names_come_from_named_children_without_named_modules():
+    loss, net = _net_loss()
+
+    class Params:
+        """Only named_children() and named_parameters(): the drawer walks the tree itself."""
+
+        named_children = net.named_children
+        named_parameters = net.named_parameters
+
+    walked = Parsed(draw_graph(loss, params=Params()))
+    listed = Parsed(draw_graph(loss, params=net))
+    assert walked.clusters == listed.clusters
+    assert walked.nodes == listed.nodes
 
 
 def test_depth_collapses_modules_into_single_nodes():
@@ -431,9 +448,18 @@ def test_grads_are_shaded_by_norm_after_backward():
     assert g.label("leaf0") == f"a\n(2, 3) float64\n|grad| {norm_a:.3g}"
     assert g.label("leaf1") == f"b\n(2, 3) float64\n|grad| {norm_b:.3g}"
     assert g.nodes["leaf1"]["fillcolor"] == "0.600 0.700 1.000"
-    share = 0.06 + 0.64 * norm_a / norm_b
+    share = 0.06 + 0.64 * (1 + np.log10(norm_a / norm_b) / 4)  # log scale over 4 decades
     assert g.nodes["leaf0"]["fillcolor"] == f"0.600 {share:.3f} 1.000"
     assert "grad" not in g.label("leaf2")
+
+
+def test_grad_shades_follow_a_log_scale_of_four_decades():
+    a, b, c = (tg.tensor(np.ones(1), requires_grad=True) for _ in range(3))
+    y = (a * 1.0 + b * 1e-2 + c * 1e-6).sum()
+    y.backward(retain_graph=True)
+    g = Parsed(draw_graph(y, params={"a": a, "b": b, "c": c}, show_grads=True))
+    fills = [g.nodes[k]["fillcolor"] for k in ("leaf0", "leaf1", "leaf2")]
+    assert fills == ["0.600 0.700 1.000", "0.600 0.380 1.000", "0.600 0.060 1.000"]
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
