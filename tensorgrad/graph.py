@@ -79,13 +79,12 @@ def draw_graph(output, params=None, show_grads=False, depth=None, max_nodes=2000
 
     ``params`` names the leaves: a mapping from name to Tensor, or an object with
     ``named_parameters()`` (a Module), whose ``named_modules()`` also names the clusters.
-    ``show_grads`` shades each parameter by its gradient norm relative to the largest and
-    prints the norm (the shade is on a log scale spanning four decades below the largest);
-    NaN or inf gradients are red. ``depth=N`` draws N levels of module
-    clusters and turns each module one level deeper into one node. Past ``max_nodes`` ops
-    (None: no limit) only the ops nearest the output are drawn, with a note of how many were
-    left out. Node ids count records and leaves in tape order, so the same code gives the
-    same DOT source.
+    ``show_grads`` (after ``backward(retain_graph=True)``) shades each parameter by its gradient
+    norm, on a log scale spanning four decades below the largest, and prints the norm; NaN or
+    inf gradients are red. ``depth=N`` draws N levels of module clusters and turns each module
+    one level deeper into one node. Past ``max_nodes`` ops (None: no limit) only the ops
+    nearest the output are drawn, with a note of how many were left out. Node ids count
+    records and leaves in tape order, so the same code gives the same DOT source.
     """
     graphviz = _import_graphviz()
     _check_arguments(output, depth, max_nodes)
@@ -108,6 +107,8 @@ def render_graph(graph_or_output, path, format="svg", **draw_kwargs) -> Path:
     ``draw_kwargs``). Returns the rendered file, or the ``.dot`` file (with a warning that says
     how to install Graphviz) when the ``dot`` program is not on PATH.
     """
+    # Limitation: dot's layout time grows quickly past a few thousand nodes; draw a large
+    # model with ``depth`` or a smaller ``max_nodes`` rather than waiting on it.
     if not isinstance(format, str) or not format.isalnum():
         raise ValueError(f"render_graph: format must be a Graphviz format name such as 'svg' or "
                          f"'png', not {format!r}")
@@ -115,8 +116,11 @@ def render_graph(graph_or_output, path, format="svg", **draw_kwargs) -> Path:
         graph = draw_graph(graph_or_output, **draw_kwargs)
     elif draw_kwargs:
         raise TypeError(f"render_graph: {sorted(draw_kwargs)} apply only when drawing a Tensor")
-    else:
+    elif hasattr(graph_or_output, "source"):
         graph = graph_or_output
+    else:
+        raise TypeError(f"render_graph: expected a Tensor or a graphviz graph, not "
+                        f"{type(graph_or_output).__name__}")
 
     base = _strip_suffix(Path(path), format)
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -262,6 +266,8 @@ class _Plan:
     Clusters are keyed by the tuple of owner ids of a record's scope prefix. A record deeper
     than ``depth`` is drawn as the node of its module at level ``depth + 1``.
     """
+    # Limitation: a module called twice puts both calls' ops in one cluster, and a module
+    # shared by two parents gets one cluster under each, both with the same label.
 
     def __init__(self, records, names, depth):
         self.records = records
