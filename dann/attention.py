@@ -32,25 +32,21 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x, padding_mask=None):
         batch, length, _ = x.shape
-        qkv = self.qkv(x).reshape(batch, length, 3, self.n_heads, self.d_head)
-        qkv = qkv.transpose(2, 0, 3, 1, 4)  # (3, B, H, T, d_head)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-
+        q, k, v = ops.split(self.qkv(x), 3, axis=-1)
         bias = self._mask_bias(batch, length, padding_mask, x.dtype)
         scale = float(1.0 / np.sqrt(self.d_head))
-        heads = ops.attention(q, k, v, bias, scale=scale)
-        if heads._record is not None:  # the fused op saved the weights for its VJP
-            self.last_attention = heads._record.saved["probs"]
-        else:
-            self.last_attention = self._weights(q, k, bias, scale)
-
-        context = heads.transpose(0, 2, 1, 3).reshape(batch, length, self.d_model)
+        context = ops.attention(q, k, v, bias, scale=scale, heads=self.n_heads)
+        self.last_attention = self._weights(context, q, k, bias, scale)
         return self.out(context)
 
-    @staticmethod
-    def _weights(q, k, bias, scale):
-        """The attention weights, recomputed when nothing was recorded (inference)."""
-        scores = (q.data @ k.data.swapaxes(-1, -2)) * scale
+    def _weights(self, context, q, k, bias, scale):
+        """The (B, H, T, T) attention weights: those the fused op saved, else recomputed."""
+        if context._record is not None:
+            return context._record.saved["probs"]
+        heads = (q.shape[0], q.shape[1], self.n_heads, self.d_head)
+        qh = q.data.reshape(heads).swapaxes(1, 2)
+        kh = k.data.reshape(heads).swapaxes(1, 2)
+        scores = (qh @ kh.swapaxes(-1, -2)) * scale
         return ops.softmax(scores if bias is None else scores + bias, axis=-1).data
 
     def _mask_bias(self, batch, length, padding_mask, dtype):

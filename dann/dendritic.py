@@ -52,9 +52,10 @@ class DendriticLayer(nn.Module):
 
     Trainable parameters: ``(K + 1) * D * S`` for the dendrites (K synapse weights and a bias
     each) plus ``(D + 1) * S`` for the somas. ``form`` picks how the dendrites are computed:
-    ``"dense"`` scatters the synapse weights into a (D*S, in) matrix and does one matmul;
-    ``"gather"`` gathers each dendrite's K inputs and sums their weighted products. Both give
-    the same values and gradients; ``benchmarks/bench_dendritic.py`` measures which is faster.
+    ``"dense"`` runs each stage as one fused ``sparse_linear`` op (the synapse weights scattered
+    into a dense matrix, one GEMM); ``"gather"`` composes primitive ops: gather each dendrite's
+    K inputs, multiply, sum. Both give the same values and gradients;
+    ``benchmarks/bench_dendritic.py`` measures which is faster.
     """
 
     def __init__(self, in_features, n_somas, dendrites_per_soma, synapses_per_dendrite,
@@ -77,6 +78,7 @@ class DendriticLayer(nn.Module):
         n_dendrites = n_somas * dendrites_per_soma
         wiring = sample_wiring(in_features, n_dendrites, synapses_per_dendrite, sampling, rng)
         self.register_buffer("wiring", wiring)
+        self.soma_wiring = np.arange(n_dendrites).reshape(n_somas, dendrites_per_soma)
 
         dendrite_bound, soma_bound = self._init_bounds()
         shape = (n_dendrites, synapses_per_dendrite)
@@ -112,15 +114,18 @@ class DendriticLayer(nn.Module):
             raise ValueError(f"DendriticLayer: expected {self.in_features} input features, "
                              f"got input of shape {x.shape}")
         if self.form == "dense":
-            pre = x @ self.dense_dendrite_weight().T
+            pre = ops.sparse_linear(x, self.dendrite_weight, self.dendrite_bias, index=self.wiring)
         else:
-            pre = (x[..., self.wiring] * self.dendrite_weight).sum(axis=-1)
-        return ops.leaky_relu(pre + self.dendrite_bias, SLOPE)
+            pre = (x[..., self.wiring] * self.dendrite_weight).sum(axis=-1) + self.dendrite_bias
+        return ops.leaky_relu(pre, SLOPE)
 
     def forward(self, x):
         d = self.dendrites(x)
-        blocks = d.reshape(d.shape[:-1] + (self.n_somas, self.dendrites_per_soma))
-        soma = (blocks * self.soma_weight).sum(axis=-1) + self.soma_bias
+        if self.form == "dense":  # a soma is a unit wired to its own block of D dendrites
+            soma = ops.sparse_linear(d, self.soma_weight, self.soma_bias, index=self.soma_wiring)
+        else:
+            blocks = d.reshape(d.shape[:-1] + (self.n_somas, self.dendrites_per_soma))
+            soma = (blocks * self.soma_weight).sum(axis=-1) + self.soma_bias
         return ops.leaky_relu(soma, SLOPE)
 
     def extra_repr(self):

@@ -190,7 +190,7 @@ def _restore(out_dir, config, model, optimizer, schedule, state):
     saved = load(path)
     mismatched = {key: (value, saved["config"].get(key))
                   for key, value in dataclasses.asdict(config).items()
-                  if key not in ("steps", "eval_every", "stop_at")
+                  if key not in ("eval_every", "stop_at")
                   and saved["config"].get(key) != value}
     if mismatched:
         raise CheckpointError(f"{path}: checkpoint was made with another configuration "

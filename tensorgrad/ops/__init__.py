@@ -15,6 +15,8 @@ from tensorgrad.ops.shape import (
     broadcast_to, concatenate, expand_dims, reshape, split, squeeze, stack, swapaxes, transpose,
 )
 from tensorgrad.ops.indexing import getitem, scatter_add
-from tensorgrad.ops.nn import attention, cross_entropy, layer_norm, linear, log_softmax, softmax
+from tensorgrad.ops.nn import (
+    attention, cross_entropy, layer_norm, linear, log_softmax, softmax, sparse_linear,
+)
 
 __all__ = sorted(name for name in dir() if not name.startswith("_"))

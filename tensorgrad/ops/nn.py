@@ -181,35 +181,103 @@ def linear_vjp(g, out, x, weight, bias=None):
     return gx, gw, gb
 
 
+@op("sparse_linear", inputs=("x", "weight", "bias"))
+def sparse_linear(x, weight, bias=None, index=None):
+    """out[..., j] = sum_k weight[j, k] * x[..., index[j, k]] + bias[j]: unit j reads K inputs.
+
+    The fixed wiring ``index`` (J, K) picks which inputs each unit sees, as a dendrite's
+    synapses do. The (J, K) weights are scattered into a dense (J, in) matrix, zero off the
+    wiring, so the product is one GEMM each way.
+    """
+    dense = _wire(weight, index, np.shape(x)[-1])
+    return linear.forward(x, dense, bias)
+
+
+@sparse_linear.defvjp
+def sparse_linear_vjp(g, out, x, weight, bias=None, index=None):
+    from tensorgrad.ops.indexing import getitem, scatter_add
+
+    rows = np.arange(index.shape[0])[:, None]
+    g2 = g.reshape(-1, g.shape[-1])
+    gx = gw = None
+    if needs_grad(x):
+        dense = scatter_add(weight, index=(rows, index), shape=(index.shape[0], x.shape[-1]))
+        gx = g @ dense
+    if needs_grad(weight):
+        gw = getitem(g2.T @ x.reshape(-1, x.shape[-1]), index=(rows, index))
+    gb = g2.sum(axis=0) if needs_grad(bias) else None
+    return gx, gw, gb
+
+
+def _wire(weight, index, n_inputs):
+    """The dense (J, n_inputs) matrix with ``weight[j, k]`` at column ``index[j, k]``."""
+    index = np.asarray(index)
+    if index.ndim != 2 or index.dtype.kind not in "iu" or index.shape != np.shape(weight):
+        raise ShapeError(f"sparse_linear: index must be an integer array of the weight's shape "
+                         f"{np.shape(weight)}, got {index.dtype} {index.shape}")
+    if index.size and (index.min() < 0 or index.max() >= n_inputs):
+        raise ShapeError(f"sparse_linear: index refers to inputs outside 0..{n_inputs - 1}")
+    units = index.shape[0]
+    flat = (np.arange(units)[:, None] * n_inputs + index).ravel()
+    dense = np.bincount(flat, weights=np.ravel(weight), minlength=units * n_inputs)
+    return dense.reshape(units, n_inputs).astype(np.result_type(weight), copy=False)
+
+
 @op("attention", inputs=("q", "k", "v", "bias"), differentiable=("q", "k", "v"),
     saves=("probs",))
-def attention(q, k, v, bias=None, scale=1.0):
-    """softmax(q @ k^T * scale + bias) @ v over stacks of (T, d) matrices.
+def attention(q, k, v, bias=None, scale=1.0, heads=1):
+    """softmax(q @ k^T * scale + bias) @ v, for each of ``heads`` heads.
 
-    The (..., T, T) probabilities are saved for the VJP, which then needs two matmuls per
-    input instead of replaying a chain of five records.
+    q, k and v are (..., T, heads * d): the heads are split and merged again inside, so a
+    multi-head layer records one op instead of a chain of reshapes, transposes and matmuls.
+    ``bias`` broadcasts against the (..., heads, Tq, Tk) scores. The probabilities are saved
+    for the VJP.
     """
-    if np.shape(q)[-1] != np.shape(k)[-1] or np.shape(k)[-2] != np.shape(v)[-2]:
-        raise ShapeError(f"attention: q {np.shape(q)}, k {np.shape(k)} and v {np.shape(v)} "
-                         "do not fit (need q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv))")
-    scores = np.matmul(q, np.swapaxes(k, -1, -2))
+    _check_attention(q, k, v, heads)
+    qh, kh, vh = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
+    scores = np.matmul(qh, np.swapaxes(kh, -1, -2))
     scores *= scale
     if bias is not None:
         scores += bias
     probs = softmax.forward(scores, axis=-1)
-    return np.matmul(probs, v), {"probs": probs}
+    return _merge_heads(np.matmul(probs, vh)), {"probs": probs}
 
 
 @attention.defvjp
-def attention_vjp(g, out, q, k, v, bias=None, scale=1.0, probs=None):
+def attention_vjp(g, out, q, k, v, bias=None, scale=1.0, heads=1, probs=None):
+    qh, kh, vh = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
+    gh = _split_heads(g, heads)
+
     def recompute():
-        scores = (q @ k.swapaxes(-1, -2)) * scale
+        scores = (qh @ kh.swapaxes(-1, -2)) * scale
         return softmax(scores + bias if bias is not None else scores, axis=-1)
 
     p = first_order(probs, recompute)
-    gv = p.swapaxes(-1, -2) @ g if needs_grad(v) else None
-    gp = g @ v.swapaxes(-1, -2)
-    gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True)) * scale
-    gq = gs @ k if needs_grad(q) else None
-    gk = gs.swapaxes(-1, -2) @ q if needs_grad(k) else None
+    gv = _merge_heads(p.swapaxes(-1, -2) @ gh) if needs_grad(v) else None
+    gp = gh @ vh.swapaxes(-1, -2)
+    gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True)) * scale  # softmax's VJP
+    gq = _merge_heads(gs @ kh) if needs_grad(q) else None
+    gk = _merge_heads(gs.swapaxes(-1, -2) @ qh) if needs_grad(k) else None
     return gq, gk, gv, None
+
+
+def _check_attention(q, k, v, heads):
+    qs, ks, vs = np.shape(q), np.shape(k), np.shape(v)
+    if min(len(qs), len(ks), len(vs)) < 2 or qs[-1] != ks[-1] or ks[-2] != vs[-2]:
+        raise ShapeError(f"attention: q {qs}, k {ks} and v {vs} do not fit (need q (..., Tq, "
+                         "d), k (..., Tk, d) and v (..., Tk, dv))")
+    if qs[-1] % heads or vs[-1] % heads:
+        raise ShapeError(f"attention: feature sizes {qs[-1]} and {vs[-1]} do not split into "
+                         f"{heads} heads")
+
+
+def _split_heads(x, heads):
+    """(..., T, heads * d) -> (..., heads, T, d); a Tensor stays a Tensor (for the VJP)."""
+    shape = x.shape[:-1] + (heads, x.shape[-1] // heads)
+    return x.reshape(shape).swapaxes(-2, -3)
+
+
+def _merge_heads(x):
+    """(..., heads, T, d) -> (..., T, heads * d), the inverse of ``_split_heads``."""
+    x = x.swapaxes(-2, -3)
+    return x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],))

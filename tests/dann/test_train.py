@@ -101,8 +101,6 @@ def test_resume_after_interruption_reproduces_the_run(tmp_path, monkeypatch):
     assert resumed.evals == uninterrupted.evals
 
 
-@pytest.mark.xfail(strict=True, reason="dann.train: resume accepts another `steps`, but the "
-                   "WarmupCosine schedule is sized by `steps`, so the run silently changes")
 def test_resume_with_more_steps_continues_the_same_run_or_refuses(tmp_path):
     """steps=N, then resume with steps=2N: the uninterrupted 2N-step run, or a clear error.
 
