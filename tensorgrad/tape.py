@@ -224,7 +224,8 @@ def _replay(record, g, cotangents, found, wanted, fit_cotangent):
     if out is not None and (out._retains_grad or id(out) in wanted):
         found[id(out)] = (out, g)
 
-    input_grads = record.op.vjp(g, out, *record.inputs, **record.attrs, **record.saved)
+    attrs = record.attrs if not record.saved else {**record.attrs, **record.saved}
+    input_grads = record.op.vjp(g, out, *record.inputs, **attrs)
     for x, gx in zip(record.inputs, input_grads):
         if gx is None or not getattr(x, "requires_grad", False):
             continue

@@ -57,7 +57,14 @@ class Op:
         elif len(args) > len(self.inputs):  # trailing positionals are attributes, by name
             attrs.update(zip(self.attr_names, args[len(self.inputs):]))
             args = args[: len(self.inputs)]
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        arrays = []
+        wants_grad = False
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a.data)
+                wants_grad = wants_grad or a.requires_grad
+            else:
+                arrays.append(a)
         try:
             result = self.forward(*arrays, **attrs)
         except TensorgradError:
@@ -72,9 +79,7 @@ class Op:
         if tape.state.anomaly:
             tape.check_finite(self.name, "forward", out.data)
 
-        if tape.state.grad_enabled and any(
-            isinstance(a, Tensor) and a.requires_grad for a in args
-        ):
+        if wants_grad and tape.state.grad_enabled:
             out.requires_grad = True
             out._record = tape.Record(self, args, attrs, saved, out)
         return out
@@ -127,27 +132,23 @@ def needs_grad(x) -> bool:
 
 def fit_cotangent(name: str, g: Tensor, x: Tensor) -> Tensor:
     """Sum a broadcast cotangent down to ``x``'s shape and cast it to ``x``'s dtype."""
-    from tensorgrad import ops
-
     if g.shape != x.shape:
         g = unbroadcast(g, x.shape)
         if g.shape != x.shape:
             raise ShapeError(f"{name}: VJP gave shape {g.shape} for an input of shape {x.shape}")
     if g.dtype != x.dtype:
-        g = ops.astype(g, x.dtype)
+        g = OPS["astype"](g, x.dtype)
     return g
 
 
 def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
     """Sum ``g`` over the axes that broadcasting added or stretched to reach its shape."""
-    from tensorgrad import ops
-
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
     )
     if axes:
-        g = ops.sum(g, axis=axes, keepdims=False)
+        g = OPS["sum"](g, axis=axes, keepdims=False)
     if g.shape != tuple(shape):
-        g = ops.reshape(g, shape)
+        g = OPS["reshape"](g, shape)
     return g
