@@ -225,7 +225,12 @@ def _replay(record, g, cotangents, found, wanted, fit_cotangent):
         found[id(out)] = (out, g)
 
     attrs = record.attrs if not record.saved else {**record.attrs, **record.saved}
-    input_grads = record.op.vjp(g, out, *record.inputs, **attrs)
+    try:
+        input_grads = record.op.vjp(g, out, *record.inputs, **attrs)
+    except AnomalyError:  # an op inside the VJP went non-finite: blame this record's op
+        where = record.location or _user_location()
+        raise AnomalyError(f"{record.op.name}: backward produced NaN or inf (op created at "
+                           f"{where})") from None
     for x, gx in zip(record.inputs, input_grads):
         if gx is None or not getattr(x, "requires_grad", False):
             continue
