@@ -114,7 +114,7 @@ def op(name, inputs=("x",), differentiable=None, saves=(), variadic=False, not_i
 
 def _op_error(name, arrays, err) -> TensorgradError:
     shapes = " and ".join(str(np.shape(a)) for a in arrays if isinstance(a, (np.ndarray, list)))
-    message = str(err).split("\n")[0]
+    message = str(err).split("\n")[0].removeprefix(f"{name}: ")  # forwards may name the op
     if "broadcast" in message:
         return ShapeError(f"{name}: shapes {shapes} cannot be broadcast together")
     if isinstance(err, TypeError):
