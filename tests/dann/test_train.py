@@ -50,6 +50,34 @@ def test_loss_falls_well_below_chance(ffn):
     assert result.metrics.exact_match > 0.1
 
 
+def test_learning_rate_warms_up_then_follows_a_cosine():
+    config = tiny_config(steps=30, warmup=5, lr=1e-2, eval_every=100, eval_size=20)
+
+    result = train(config, progress=False)
+
+    for step, _, lr in result.history:
+        if step < 5:
+            expected = 1e-2 * step / 5
+        else:
+            expected = 1e-2 * (1 + math.cos(math.pi * (step - 5) / 25)) / 2
+        assert lr == pytest.approx(expected, abs=1e-12), f"step {step}"
+
+
+def test_every_step_clips_the_gradient_norm(monkeypatch):
+    real_clip, norms = training.optim.clip_grad_norm, []
+
+    def spy(params, max_norm, *args, **kwargs):
+        params = list(params)
+        norms.append((max_norm, len(params)))
+        return real_clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(training.optim, "clip_grad_norm", spy)
+    config = tiny_config(steps=3, clip=0.5, eval_size=20)
+    result = train(config, progress=False)
+
+    assert norms == [(0.5, len(list(result.model.parameters())))] * 3
+
+
 def test_chance_is_uniform_over_data_tokens():
     assert chance(tiny_config()) == pytest.approx(math.log(5))
 

@@ -123,6 +123,17 @@ def test_last_attention_rows_sum_to_one_and_masks_are_zero():
     assert (weights[:, :, ~upper] > 0).any()
 
 
+def test_last_attention_without_grad_is_the_same():
+    attn = MultiHeadAttention(8, 2, causal=True, rng=0, dtype=np.float64)
+    x = np.random.default_rng(1).standard_normal((2, 4, 8))
+    _, expected = numpy_attention(x, attn, causal=True, padding=PADDING)
+
+    with tg.no_grad():
+        attn(tg.tensor(x), PADDING)
+
+    np.testing.assert_allclose(attn.last_attention, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_fully_masked_row_stays_finite():
     attn = MultiHeadAttention(4, 1, causal=True, rng=0, dtype=np.float64)
     x = tg.tensor(np.random.default_rng(0).standard_normal((1, 3, 4)), requires_grad=True)
