@@ -133,12 +133,19 @@ def needs_grad(x) -> bool:
 def fit_cotangent(name: str, g: Tensor, x: Tensor) -> Tensor:
     """Sum a broadcast cotangent down to ``x``'s shape and cast it to ``x``'s dtype."""
     if g.shape != x.shape:
-        g = unbroadcast(g, x.shape)
-        if g.shape != x.shape:
+        if not _broadcasts_to(x.shape, g.shape):  # else unbroadcast's reshape could hide it
             raise ShapeError(f"{name}: VJP gave shape {g.shape} for an input of shape {x.shape}")
+        g = unbroadcast(g, x.shape)
     if g.dtype != x.dtype:
         g = OPS["astype"](g, x.dtype)
     return g
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    """Whether NumPy broadcasting stretches ``shape`` to exactly ``target``."""
+    if len(shape) > len(target):
+        return False
+    return all(n == 1 or n == m for n, m in zip(shape[::-1], target[::-1]))
 
 
 def unbroadcast(g: Tensor, shape: tuple) -> Tensor:
