@@ -278,7 +278,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, x in enumerate(inputs):
         if id(x) in found:
             g = found[id(x)][1]
-            grads.append(g if create_graph else Tensor._wrap(g.data))
+            # A cotangent may be shared (add hands one to both inputs) or be grad_outputs
+            # itself: copy, so writing into one returned gradient cannot change another.
+            grads.append(g if create_graph else Tensor._wrap(g.data.copy()))
         elif allow_unused:
             grads.append(Tensor._wrap(np.zeros_like(x.data)))
         else:
