@@ -247,6 +247,17 @@ def test_grad_does_not_touch_dot_grad():
     assert not g.requires_grad
 
 
+def test_grad_results_alias_nothing():
+    x, y = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    seed = np.array([1.0, -1.0])
+    gx, gy = tg.grad(x + y, [x, y], grad_outputs=tg.tensor(seed))
+    assert not np.shares_memory(gx.data, gy.data)
+    (gs,) = tg.grad(x, [x], grad_outputs=tg.tensor(seed))
+    assert not np.shares_memory(gs.data, seed)
+    gx.data += 1.0
+    np.testing.assert_array_equal(gy.data, seed)
+
+
 def test_grad_of_an_unused_input():
     x, unused = leaf([1.0, 2.0]), leaf([5.0])
     y = (x * x).sum()
