@@ -76,6 +76,9 @@ class Op:
         if self.saves:
             result, saved = result
         out = Tensor._wrap(result)
+        if out.data.dtype.kind == "O":  # NumPy made an array of Tensors out of an attribute
+            raise DtypeError(f"{self.name}: got an object array; pass attributes (like clip's "
+                             "bounds) as numbers or arrays, not Tensors")
         if tape.state.anomaly:
             tape.check_finite(self.name, "forward", out.data)
 
