@@ -168,3 +168,8 @@ def test_detect_anomaly_is_switched_off_again_after_an_error():
         with tg.detect_anomaly():
             tg.tensor([0.0]).log()
     assert not tape.state.anomaly
+
+
+def test_a_tensor_given_as_an_attribute_is_refused_not_made_an_object_array():
+    with pytest.raises(tg.DtypeError, match="^clip: got an object array"):
+        tg.clip(tg.tensor([1.0, 2.0]), tg.tensor(0.5), 1.5)
