@@ -112,7 +112,7 @@ class TrainResult:
 def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> TrainResult:
     """Train a model as ``config`` says; checkpoint into ``out_dir`` and resume from it."""
     spec = config.spec()
-    held_inputs, held_targets = tasks.held_out(spec, n=config.eval_size, seed=config.seed + 12345)
+    held_inputs, held_targets = held_out_set(config)
     stream_exclude = tasks.SequenceSet(spec, held_inputs)
 
     model = build_model(config)
@@ -150,6 +150,16 @@ def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> Tra
     return TrainResult(model=model, metrics=metrics, steps=step,
                        seconds=time.perf_counter() - started, history=state["history"],
                        evals=state["evals"])
+
+
+def held_out_set(config: TrainConfig):
+    """The run's held-out sequences: ``eval_size`` of them, or half the space if that is less."""
+    spec = config.spec()
+    size = min(config.eval_size, spec.n_sequences // 2)
+    if size < config.eval_size:
+        log.warning("only %d sequences exist; holding out %d instead of %d", spec.n_sequences,
+                    size, config.eval_size)
+    return tasks.held_out(spec, n=size, seed=config.seed + 12345)
 
 
 def _train_step(model, optimizer, inputs, targets, clip):
