@@ -115,8 +115,8 @@ def leaky_relu(x, negative_slope=0.01):
 
 @leaky_relu.defvjp
 def leaky_relu_vjp(g, out, x, negative_slope=0.01):
-    slope = np.where(x.data > 0, 1.0, negative_slope).astype(x.dtype, copy=False)
-    return (g * slope,)
+    one, slope = np.ones((), x.dtype), np.asarray(negative_slope, x.dtype)
+    return (g * np.where(x.data > 0, one, slope),)  # a piecewise-constant factor
 
 
 @op("gelu")

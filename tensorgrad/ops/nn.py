@@ -181,7 +181,7 @@ def linear_vjp(g, out, x, weight, bias=None):
     return gx, gw, gb
 
 
-@op("sparse_linear", inputs=("x", "weight", "bias"))
+@op("sparse_linear", inputs=("x", "weight", "bias"), saves=("dense",))
 def sparse_linear(x, weight, bias=None, index=None):
     """out[..., j] = sum_k weight[j, k] * x[..., index[j, k]] + bias[j]: unit j reads K inputs.
 
@@ -190,19 +190,20 @@ def sparse_linear(x, weight, bias=None, index=None):
     wiring, so the product is one GEMM each way.
     """
     dense = _wire(weight, index, np.shape(x)[-1])
-    return linear.forward(x, dense, bias)
+    return linear.forward(x, dense, bias), {"dense": dense}
 
 
 @sparse_linear.defvjp
-def sparse_linear_vjp(g, out, x, weight, bias=None, index=None):
+def sparse_linear_vjp(g, out, x, weight, bias=None, index=None, dense=None):
     from tensorgrad.ops.indexing import getitem, scatter_add
 
     rows = np.arange(index.shape[0])[:, None]
     g2 = g.reshape(-1, g.shape[-1])
     gx = gw = None
     if needs_grad(x):
-        dense = scatter_add(weight, index=(rows, index), shape=(index.shape[0], x.shape[-1]))
-        gx = g @ dense
+        wired = first_order(dense, lambda: scatter_add(
+            weight, index=(rows, index), shape=(index.shape[0], x.shape[-1])))
+        gx = g @ wired
     if needs_grad(weight):
         gw = getitem(g2.T @ x.reshape(-1, x.shape[-1]), index=(rows, index))
     gb = g2.sum(axis=0) if needs_grad(bias) else None
