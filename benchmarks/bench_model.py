@@ -1,7 +1,8 @@
 """One training step of dann.DANNTransformer against its PyTorch twin (dann.torch), on CPU.
 
     python benchmarks/bench_model.py [--quick] [--dtype float32|float64] [--rounds N]
-                                     [--torch-adamw fused|foreach|default] [--json PATH]
+                                     [--torch-adamw fused|foreach|default] [--memory-runs N]
+                                     [--json PATH]
 
 A step is forward, cross-entropy loss, backward and an AdamW update, on the same weights and
 the same batch in both frameworks. Before timing, each configuration checks that the two
@@ -10,14 +11,19 @@ float64: 1e-10). Timing runs interleaved rounds: in each round both frameworks t
 steps, the first to go alternating, with a pause between turns so the other framework's
 spinning worker threads go quiet. The table shows each framework's median step and the ratio
 tensorgrad / torch (below 1 means tensorgrad is faster), against the targets of issue 6.
+PyTorch gets its fastest CPU optimizer, AdamW(fused=True), unless --torch-adamw says otherwise;
+thread counts are each library's defaults (set OMP_NUM_THREADS / OPENBLAS_NUM_THREADS to
+change them) and are printed at the top.
 
 Memory is measured the same way for both: each framework's steps run in a fresh subprocess,
 which imports its libraries, warms them up on a tiny problem (so one-time library set-up is
 not charged to the model), then resets the kernel's peak-RSS mark (/proc/self/clear_refs)
 and reports peak RSS minus the RSS before the model was built: parameters, gradients,
-optimizer state, activations, the tape, and whatever the allocator keeps. tracemalloc cannot
-do this for both, since PyTorch's CPU allocator does not report to it; tensorgrad's
-tracemalloc peak (NumPy does report) is shown beside it as a cross-check.
+optimizer state, activations, the tape, and whatever the allocator keeps; the table shows the
+median over a few such processes. tracemalloc cannot do this for both, since PyTorch's CPU
+allocator does not report to it; tensorgrad's tracemalloc peak (NumPy does report) is shown
+beside it as a cross-check. RSS counts whole pages and allocator slack, so differences of a
+few hundred kB are noise.
 """
 
 from __future__ import annotations
@@ -328,8 +334,9 @@ def report(results):
     print("  spread: interquartile range of the step times / median")
     if not results["memory"]:
         return
-    print("\npeak memory growth of building the model and taking "
-          f"{MEMORY_STEPS} steps, MB (RSS, fresh process each; target ratio <= 1.0)")
+    print(f"\npeak memory growth of building the model and taking {MEMORY_STEPS} steps, MB "
+          f"(RSS, median of {results['memory'][0]['runs']} fresh processes each; "
+          "target ratio <= 1.0)")
     print_table(("config", "tensorgrad MB", "torch MB", "ratio", "met", "tg tracemalloc MB"), [
         (m["config"], f"{m['tensorgrad_mb']:.1f}", f"{m['torch_mb']:.1f}", f"{m['ratio']:.2f}",
          _met(m["ratio"], 1.0), f"{m['tracemalloc_mb']:.1f}") for m in results["memory"]])
@@ -364,13 +371,17 @@ def run_config(name, args, results):
 
 
 def run_memory(name, args, results):
-    tg_mem = measure_memory(name, "tensorgrad", args.dtype, args.torch_adamw)
-    torch_mem = measure_memory(name, "torch", args.dtype, args.torch_adamw)
-    ours, theirs = tg_mem["rss_growth_kb"] / 1024, torch_mem["rss_growth_kb"] / 1024
+    """Median over ``args.memory_runs`` fresh processes of each framework's peak RSS growth."""
+    runs = {framework: [measure_memory(name, framework, args.dtype, args.torch_adamw)
+                        for _ in range(args.memory_runs)]
+            for framework in ("tensorgrad", "torch")}
+    ours, theirs = (statistics.median(r["rss_growth_kb"] for r in runs[f]) / 1024
+                    for f in ("tensorgrad", "torch"))
+    traced = statistics.median(r["tracemalloc_peak_kb"] for r in runs["tensorgrad"]) / 1024
     results["memory"].append({"config": name, "tensorgrad_mb": ours, "torch_mb": theirs,
                               "ratio": ours / theirs if theirs > 0 else float("inf"),
-                              "tracemalloc_mb": tg_mem["tracemalloc_peak_kb"] / 1024,
-                              "method": tg_mem["peak_method"]})
+                              "tracemalloc_mb": traced, "runs": args.memory_runs,
+                              "method": runs["tensorgrad"][0]["peak_method"]})
 
 
 def parse_args(argv):
@@ -384,14 +395,18 @@ def parse_args(argv):
                                               "its fastest on CPU)")
     parser.add_argument("--settle", type=float, default=0.1, metavar="SECONDS",
                         help="pause before each turn (default 0.1)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument("--memory-runs", type=int, default=None, metavar="N",
+                        help="fresh processes per framework and config for the memory peak "
+                             "(median; default 3, or 1 with --quick; 0 skips memory)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write results as JSON")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 4 if args.quick else 12
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.memory_runs is None:
+        args.memory_runs = 1 if args.quick else 3
+    if args.rounds < 1 or args.memory_runs < 0:
+        parser.error("--rounds must be at least 1 and --memory-runs at least 0")
     args.turn = 0.05 if args.quick else 0.25  # seconds per framework per round
     args.warmup = 3 if args.quick else 10
     return args
@@ -417,7 +432,7 @@ def main(argv=None) -> int:
                "checks": [], "timing": [], "memory": []}
     for name in CONFIGS:
         run_config(name, args, results)
-        if not args.no_memory:
+        if args.memory_runs:
             run_memory(name, args, results)
     report(results)
 
