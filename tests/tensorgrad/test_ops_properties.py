@@ -202,3 +202,21 @@ def test_repeated_integer_indices_accumulate():
     m = tg.tensor(np.zeros((2, 3)), requires_grad=True)
     (m[[1, 1], [2, 2]] * tg.tensor([1.0, 4.0])).sum().backward()
     np.testing.assert_array_equal(m.grad, [[0, 0, 0], [0, 0, 5.0]])
+
+
+def test_log_domain_ops_are_stable_for_huge_logits():
+    logits = np.array([[1000.0, 1000.0, -1000.0], [-800.0, 0.0, 5.0]])
+    x = tg.tensor(logits, requires_grad=True)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow is fine
+        lse = tg.logsumexp(x, axis=1)
+        probs = OPS["softmax"](x)
+        logp = OPS["log_softmax"](x)
+        loss = OPS["cross_entropy"](x, np.array([2, 0]))
+        (lse.sum() + (probs * probs).sum() + logp.sum() + loss).backward()
+    np.testing.assert_allclose(lse.data, [1000 + np.log(2), 5 + np.log1p(np.exp(-5.0))])
+    np.testing.assert_allclose(probs.data[0], [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(logp.data[0], [-np.log(2), -np.log(2), -2000 - np.log(2)])
+    np.testing.assert_allclose(loss.data, (2000 + np.log(2) + 805 + np.log1p(np.exp(-5.0)))
+                               / 2, rtol=1e-6)
+    assert np.isfinite(x.grad).all()
+    np.testing.assert_array_equal(tg.sigmoid(tg.tensor([-1000.0, 1000.0])).data, [0.0, 1.0])
