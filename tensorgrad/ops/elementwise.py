@@ -110,13 +110,18 @@ def relu_vjp(g, out, x):
 
 @op("leaky_relu")
 def leaky_relu(x, negative_slope=0.01):
-    return np.where(x > 0, x, np.multiply(x, negative_slope, dtype=np.result_type(x)))
+    scaled = np.multiply(x, negative_slope, dtype=np.result_type(x))
+    if 0 <= negative_slope <= 1:  # max(x, a x) is x for x > 0 and a x below: no slow np.where
+        return np.maximum(x, scaled)
+    return np.where(x > 0, x, scaled)
 
 
 @leaky_relu.defvjp
 def leaky_relu_vjp(g, out, x, negative_slope=0.01):
-    one, slope = np.ones((), x.dtype), np.asarray(negative_slope, x.dtype)
-    return (g * np.where(x.data > 0, one, slope),)  # a piecewise-constant factor
+    factor = (x.data > 0).astype(x.dtype)  # 1 where x > 0, else the slope: constant for d^2
+    factor *= 1 - negative_slope
+    factor += negative_slope
+    return (g * factor,)
 
 
 @op("gelu")
