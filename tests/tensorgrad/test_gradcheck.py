@@ -135,3 +135,12 @@ def test_a_vjp_of_the_wrong_shape_is_a_shape_error(wrong):
     x = leaf([[1.0, 2.0], [3.0, 4.0]])
     with pytest.raises(tg.ShapeError, match=r"^wrong_shape_test: VJP gave shape \("):
         wrong_shape(x).sum().backward()
+
+
+def test_gradcheck_fails_when_the_numerical_derivative_is_nan():
+    # sqrt is undefined at 1e-7 - eps, so finite differences cannot confirm any value there.
+    wrong = Op("wrong_sqrt_test", np.sqrt, inputs=("x",), vjp=lambda g, out, x: (g * 100.0,))
+    x = leaf([1e-7])
+    with pytest.raises(tg.GradcheckError, match="numerical np.float64\\(nan\\)"):
+        with np.errstate(invalid="ignore"):
+            tg.gradcheck(lambda a: wrong(a).sum(), [x])
