@@ -52,7 +52,10 @@ class Op:
         self.attr_names = tuple(p for p in params if p not in self.inputs and p[0] != "_")
 
     def __call__(self, *args, **attrs) -> Tensor:
-        if self.variadic:
+        if self.variadic:  # one sequence of tensors, then attributes (stack(xs, axis))
+            if isinstance(args[0], Tensor):
+                raise DtypeError(f"{self.name}: takes a list of tensors, not a Tensor")
+            attrs.update(zip(self.attr_names, args[1:]))
             args = tuple(args[0])
         elif len(args) > len(self.inputs):  # trailing positionals are attributes, by name
             attrs.update(zip(self.attr_names, args[len(self.inputs):]))
