@@ -369,8 +369,15 @@ def concatenate(draw):
     for _ in range(draw(st.integers(1, 3))):
         base[axis] = draw(st.integers(1, 2))
         parts.append(draw(arrays(tuple(base))))
-    return Case(f"concatenate(xs, axis={axis})", parts, lambda f, *ts: f(list(ts), axis=axis),
+    return Case(f"concatenate(xs, axis={axis})", parts, _variadic_call(draw, axis),
                 lambda *a: _concatenate_reference(a, axis))
+
+
+def _variadic_call(draw, axis):
+    """Call op(list_of_tensors, axis) with the axis by keyword or by position, as NumPy allows."""
+    if draw(st.booleans()):
+        return lambda f, *ts: f(list(ts), axis)
+    return lambda f, *ts: f(list(ts), axis=axis)
 
 
 def _concatenate_reference(parts, axis):
@@ -392,7 +399,7 @@ def stack(draw):
     shape = draw(shapes(max_side=2))
     axis = draw(st.integers(-len(shape) - 1, len(shape)))
     parts = [draw(arrays(shape)) for _ in range(draw(st.integers(1, 3)))]
-    return Case(f"stack(xs, axis={axis})", parts, lambda f, *ts: f(list(ts), axis=axis),
+    return Case(f"stack(xs, axis={axis})", parts, _variadic_call(draw, axis),
                 lambda *a: np.moveaxis(np.array(a), 0, axis))
 
 

@@ -70,6 +70,7 @@ def test_bad_index_names_getitem(index, pattern):
     lambda: tg.concatenate([tg.ones(2, 3), tg.ones(3, 2)]),
     lambda: tg.stack([tg.ones(2, 3), tg.ones(3, 2)]),
     lambda: tg.stack([]),
+    lambda: tg.concatenate(tg.ones(2, 3), tg.ones(2, 3)),  # not a list: refused, not iterated
     lambda: tg.split(tg.ones(2, 3), 2, axis=1),
     lambda: tg.ones(3) @ tg.tensor(2.0),
     lambda: OPS["cross_entropy"](tg.ones(3, 4), np.array([0, 1])),
