@@ -186,9 +186,14 @@ def sparse_linear(x, weight, bias=None, index=None):
     """out[..., j] = sum_k weight[j, k] * x[..., index[j, k]] + bias[j]: unit j reads K inputs.
 
     The fixed wiring ``index`` (J, K) picks which inputs each unit sees, as a dendrite's
-    synapses do. The (J, K) weights are scattered into a dense (J, in) matrix, zero off the
-    wiring, so the product is one GEMM each way.
+    synapses do. In general the (J, K) weights are scattered into a dense (J, in) matrix, zero
+    off the wiring, so the product is one GEMM each way. Block wiring, where unit j reads
+    inputs j*K .. j*K + K - 1 (a soma and its own dendrites), is a reshape and a weighted sum.
     """
+    if _is_blocks(index, np.shape(x)[-1]):
+        blocks = np.reshape(x, np.shape(x)[:-1] + np.shape(index))
+        out = np.einsum("...jk,jk->...j", blocks, weight)
+        return (out if bias is None else out + bias), {"dense": None}
     dense = _wire(weight, index, np.shape(x)[-1])
     return linear.forward(x, dense, bias), {"dense": dense}
 
@@ -197,8 +202,17 @@ def sparse_linear(x, weight, bias=None, index=None):
 def sparse_linear_vjp(g, out, x, weight, bias=None, index=None, dense=None):
     from tensorgrad.ops.indexing import getitem, scatter_add
 
-    rows = np.arange(index.shape[0])[:, None]
     g2 = g.reshape(-1, g.shape[-1])
+    gb = g2.sum(axis=0) if needs_grad(bias) else None
+    if _is_blocks(index, x.shape[-1]):
+        gblocks = g.expand_dims(-1)
+        gx = (gblocks * weight).reshape(x.shape) if needs_grad(x) else None
+        blocks = x.reshape(-1, *index.shape)
+        gw = (gblocks.reshape(-1, *gblocks.shape[-2:]) * blocks).sum(axis=0) \
+            if needs_grad(weight) else None
+        return gx, gw, gb
+
+    rows = np.arange(index.shape[0])[:, None]
     gx = gw = None
     if needs_grad(x):
         wired = first_order(dense, lambda: scatter_add(
@@ -206,8 +220,14 @@ def sparse_linear_vjp(g, out, x, weight, bias=None, index=None, dense=None):
         gx = g @ wired
     if needs_grad(weight):
         gw = getitem(g2.T @ x.reshape(-1, x.shape[-1]), index=(rows, index))
-    gb = g2.sum(axis=0) if needs_grad(bias) else None
     return gx, gw, gb
+
+
+def _is_blocks(index, n_inputs) -> bool:
+    """Whether ``index`` is the block wiring arange(J * K).reshape(J, K) over all inputs."""
+    index = np.asarray(index)
+    return (index.ndim == 2 and index.size == n_inputs and index.dtype.kind in "iu"
+            and bool((index.ravel() == np.arange(n_inputs)).all()))
 
 
 def _wire(weight, index, n_inputs):
