@@ -177,7 +177,7 @@ def _seed_gradient(output, grad):
                 f"backward: output has shape {output.shape}; a non-scalar output needs an "
                 "explicit grad of the same shape"
             )
-        return Tensor(np.ones_like(output.data))
+        return Tensor._wrap(np.ones_like(output.data))
     grad = as_tensor(grad, dtype=output.dtype)
     if grad.shape != output.shape:
         raise ShapeError(
@@ -201,7 +201,8 @@ def run_backward(outputs, grads, retain_graph=False, create_graph=False, targets
     for out, g in zip(outputs, grads):
         _accumulate(cotangents, found, out, _seed_gradient(out, g))
 
-    with _grad_mode(create_graph):
+    previous, state.grad_enabled = state.grad_enabled, create_graph
+    try:
         for record in _reachable(outputs):
             entry = cotangents.pop(id(record), None)
             if entry is None:
@@ -209,6 +210,8 @@ def run_backward(outputs, grads, retain_graph=False, create_graph=False, targets
             _replay(record, entry[1], cotangents, found, wanted, fit_cotangent)
             if not retain_graph:
                 record.free()
+    finally:
+        state.grad_enabled = previous
     return found
 
 
