@@ -1,8 +1,8 @@
 """Hypothesis profiles shared by the whole suite.
 
 ``ci`` is small and derandomized, so CI runs are quick and repeatable; it is chosen when the
-``CI`` environment variable is set. ``dev`` (the default) draws a few more examples, ``thorough`` many more (bug hunting). Either can
-be forced with ``HYPOTHESIS_PROFILE=<name>``.
+``CI`` environment variable is set. ``dev`` (the default) draws a few more examples, and
+``thorough`` many more, for bug hunting. ``HYPOTHESIS_PROFILE=<name>`` picks one explicitly.
 """
 
 import os
@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, settings
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 settings.register_profile(
-    "ci", max_examples=15, deadline=None, derandomize=True, suppress_health_check=_QUIET,
-    print_blob=True,
+    "ci", max_examples=20, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=_QUIET,
 )
-settings.register_profile("dev", max_examples=30, deadline=None, suppress_health_check=_QUIET)
+settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=_QUIET)
 settings.register_profile(
     "thorough", max_examples=300, deadline=None, suppress_health_check=_QUIET
 )

@@ -220,3 +220,44 @@ def test_log_domain_ops_are_stable_for_huge_logits():
                                / 2, rtol=1e-6)
     assert np.isfinite(x.grad).all()
     np.testing.assert_array_equal(tg.sigmoid(tg.tensor([-1000.0, 1000.0])).data, [0.0, 1.0])
+
+
+_UNARY_STEPS = {
+    "sin": (lambda t: t.sin(), np.sin),
+    "tanh": (lambda t: t.tanh(), np.tanh),
+    "square": (lambda t: t * t, lambda a: a * a),
+    "softplus": (lambda t: (t.exp() + 1.0).log(), lambda a: np.log1p(np.exp(a))),
+    "sum_keep": (lambda t: t.sum(axis=-1, keepdims=True), lambda a: a.sum(-1, keepdims=True)),
+    "flip": (lambda t: t[..., ::-1], lambda a: a[..., ::-1]),
+}
+_BINARY_STEPS = {
+    "add": (lambda s, t: s + t, np.add),
+    "mul": (lambda s, t: s * t, np.multiply),
+    "sub": (lambda s, t: s - t, np.subtract),
+}
+
+
+@given(data=st.data())
+def test_random_programs_reusing_values_differentiate_correctly(data):
+    """Chains of ops where earlier values are reused: accumulation over many paths."""
+    shape = data.draw(shapes(min_dims=1, max_dims=2).filter(lambda s: np.prod(s) <= 6))
+    x0, y0 = data.draw(arrays(shape, floats(-1.5, 1.5))), data.draw(arrays(shape[-1:]))
+    steps = data.draw(st.lists(st.tuples(
+        st.sampled_from(sorted(_UNARY_STEPS) + sorted(_BINARY_STEPS)),
+        st.integers(0, 100), st.integers(0, 100)), min_size=1, max_size=6))
+
+    def run(x, y, pick):
+        values = [x, y]
+        for name, i, j in steps:
+            a, b = values[i % len(values)], values[j % len(values)]
+            if name in _UNARY_STEPS:
+                values.append(pick(_UNARY_STEPS[name])(a))
+            else:
+                values.append(pick(_BINARY_STEPS[name])(a, b))
+        return values[-1] * values[0]  # keep x in the result, so both inputs matter
+
+    expected = run(x0, y0, lambda step: step[1])
+    got = run(tg.tensor(x0), tg.tensor(y0), lambda step: step[0])
+    np.testing.assert_allclose(got.data, expected, rtol=1e-10, atol=1e-12)
+    fn = lambda x, y: run(x, y, lambda step: step[0])  # noqa: E731
+    _gradcheck_both_orders(fn, x0, y0)
