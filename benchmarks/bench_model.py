@@ -2,7 +2,7 @@
 
     python benchmarks/bench_model.py [--quick] [--dtype float32|float64] [--rounds N]
                                      [--torch-adamw fused|foreach|default] [--memory-runs N]
-                                     [--json PATH]
+                                     [--threads N] [--json PATH]
 
 A step is forward, cross-entropy loss, backward and an AdamW update, on the same weights and
 the same batch in both frameworks. Before timing, each configuration checks that the two
@@ -12,8 +12,8 @@ steps, the first to go alternating, with a pause between turns so the other fram
 spinning worker threads go quiet. The table shows each framework's median step and the ratio
 tensorgrad / torch (below 1 means tensorgrad is faster), against the targets of issue 6.
 PyTorch gets its fastest CPU optimizer, AdamW(fused=True), unless --torch-adamw says otherwise;
-thread counts are each library's defaults (set OMP_NUM_THREADS / OPENBLAS_NUM_THREADS to
-change them) and are printed at the top.
+thread counts are each library's defaults unless --threads N sets every pool to N (on a busy
+machine, N=1 gives far steadier numbers); they are printed at the top.
 
 Memory is measured the same way for both: each framework's steps run in a fresh subprocess,
 which imports its libraries, warms them up on a tiny problem (so one-time library set-up is
@@ -53,6 +53,7 @@ CONFIGS = {  # name -> (TrainConfig overrides, target ratio tensorgrad / torch o
     "d_model 128 (B32)": (dict(batch_size=32, d_model=128, n_somas=128), None),
     "d_model 256 (B32)": (dict(batch_size=32, d_model=256, n_somas=256), 1.5),
 }
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}  # of each gradient's largest entry
 MEMORY_STEPS = 3
 
@@ -278,7 +279,7 @@ def environment(dtype, adamw) -> dict:
             "torch_interop_threads": torch.get_num_interop_threads(),
             "numpy_blas": _numpy_blas(), "dtype": dtype,
             "torch_adamw": f"torch.optim.AdamW({'' if adamw == 'default' else adamw + '=True'})"}
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in THREAD_VARS:
         if var in os.environ:
             info[var] = os.environ[var]
     return info
@@ -398,6 +399,8 @@ def parse_args(argv):
     parser.add_argument("--memory-runs", type=int, default=None, metavar="N",
                         help="fresh processes per framework and config for the memory peak "
                              "(median; default 3, or 1 with --quick; 0 skips memory)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="limit PyTorch's and NumPy's BLAS thread pools to N")
     parser.add_argument("--json", default=None, metavar="PATH", help="write results as JSON")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -405,8 +408,8 @@ def parse_args(argv):
         args.rounds = 4 if args.quick else 12
     if args.memory_runs is None:
         args.memory_runs = 1 if args.quick else 3
-    if args.rounds < 1 or args.memory_runs < 0:
-        parser.error("--rounds must be at least 1 and --memory-runs at least 0")
+    if args.rounds < 1 or args.memory_runs < 0 or (args.threads is not None and args.threads < 1):
+        parser.error("--rounds and --threads must be at least 1, --memory-runs at least 0")
     args.turn = 0.05 if args.quick else 0.25  # seconds per framework per round
     args.warmup = 3 if args.quick else 10
     return args
@@ -417,6 +420,8 @@ def main(argv=None) -> int:
     if args.memory_child:
         _memory_child(json.loads(args.memory_child))
         return 0
+    if args.threads and any(os.environ.get(v) != str(args.threads) for v in THREAD_VARS):
+        _restart_with_threads(args.threads, sys.argv[1:] if argv is None else argv)
     try:
         import dann.torch  # noqa: F401
     except ImportError as error:
@@ -441,6 +446,13 @@ def main(argv=None) -> int:
             json.dump(results, f, indent=2)
         print(f"\nwrote {args.json}")
     return 0 if all(c["ok"] for c in results["checks"]) else 1
+
+
+def _restart_with_threads(n, argv):
+    """Run this script again with every thread pool set to n: the pools read it at start-up."""
+    env = {**os.environ, **{var: str(n) for var in THREAD_VARS}}
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv], env)
 
 
 if __name__ == "__main__":
