@@ -124,8 +124,8 @@ class Tensor:
         for t, g in found.values():
             if t._record is not None and not t._retains_grad:
                 continue
-            if create_graph:
-                t.grad = g if t.grad is None else t.grad + g
+            if create_graph:  # g may be shared with another input (add): make a new tensor
+                t.grad = g + 0.0 if t.grad is None else t.grad + g
             else:
                 t.grad = _accumulate_array(t.grad, g.data)
 
