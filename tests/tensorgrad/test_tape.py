@@ -317,6 +317,23 @@ def test_backward_with_create_graph_gives_differentiable_grads():
     np.testing.assert_allclose(gg.data, 6 * 1.5)
 
 
+def test_create_graph_grads_are_separate_tensors_on_the_tape():
+    x, y = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    (x + y).sum().backward(create_graph=True)  # add hands one cotangent to both inputs
+    assert x.grad is not y.grad and not np.shares_memory(x.grad.data, y.grad.data)
+    (x * 2.0 + y).sum().backward(create_graph=True)
+    np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
+    np.testing.assert_array_equal(y.grad.data, [2.0, 2.0])
+
+
+def test_third_derivative_matches_the_closed_form():
+    x = leaf([0.7, -1.3])
+    (g1,) = tg.grad((x**4).sum(), [x], create_graph=True)
+    (g2,) = tg.grad(g1.sum(), [x], create_graph=True)
+    (g3,) = tg.grad(g2.sum(), [x])
+    np.testing.assert_allclose(g3.data, 24 * x.data)  # d^3/dx^3 x^4 = 24 x
+
+
 def test_grad_without_create_graph_records_nothing_during_backward():
     x = leaf([1.0, 2.0])
     (g,) = tg.grad((x.exp()).sum(), [x])
