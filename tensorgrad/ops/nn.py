@@ -202,6 +202,7 @@ def sparse_linear(x, weight, bias=None, index=None):
 def sparse_linear_vjp(g, out, x, weight, bias=None, index=None, dense=None):
     from tensorgrad.ops.indexing import getitem, scatter_add
 
+    index = np.asarray(index)  # the forward takes nested lists too
     g2 = g.reshape(-1, g.shape[-1])
     gb = g2.sum(axis=0) if needs_grad(bias) else None
     if _is_blocks(index, x.shape[-1]):
