@@ -581,10 +581,19 @@ def _linear_reference(x, w, b=None):
 
 @st.composite
 def sparse_linear(draw):
-    """Units that each read K fixed inputs (repeats allowed) through a (J, K) weight."""
-    n_in, units, k = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    """Units that each read K fixed inputs (repeats allowed) through a (J, K) weight.
+
+    Either random wiring, or block wiring (unit j reads inputs j*K .. j*K + K - 1), which the
+    op runs by a faster path; the index is given as an array or as nested lists.
+    """
+    units, k = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        n_in = units * k
+        index = np.arange(n_in).reshape(units, k)
+    else:
+        n_in = draw(st.integers(1, 4))
+        index = draw(hnp.arrays(np.int64, (units, k), elements=st.integers(0, n_in - 1)))
     batch = draw(shapes(max_dims=2).filter(lambda b: math.prod(b) * n_in <= MAX_ENTRIES))
-    index = draw(hnp.arrays(np.int64, (units, k), elements=st.integers(0, n_in - 1)))
     x, w = draw(arrays(batch + (n_in,))), draw(arrays((units, k)))
     b = draw(_optional(arrays((units,))))
 
@@ -595,8 +604,9 @@ def sparse_linear(draw):
                 out[..., j] += w[j, i] * x[..., index[j, i]]
         return out if b is None else out + b
 
+    given = index.tolist() if draw(st.booleans()) else index
     return _with_optional_last(f"sparse_linear(x, w, bias={b is not None}, index={index})",
-                               x, w, b, {"index": index}, reference)
+                               x, w, b, {"index": given}, reference)
 
 
 def _with_optional_last(label, x, w, b, attrs, reference):
