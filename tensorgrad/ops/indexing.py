@@ -52,12 +52,34 @@ def scatter_add(values, index, shape):
     """Zeros of ``shape`` with ``values`` added at ``index`` (repeated indices accumulate)."""
     index = normalize_index(index)
     values = np.asarray(values)
+    if len(index) == 1 and _repeats_possible(index) and len(shape) >= 1:
+        return _scatter_rows(values, index[0], tuple(shape))
     out = np.zeros(shape, dtype=values.dtype)
     if _repeats_possible(index):
         np.add.at(out, index, values)
     else:
         out[index] = values
     return out
+
+
+def _scatter_rows(values, rows, shape):
+    """Rows picked by one integer array, summed where repeated: sort, then ``add.reduceat``.
+
+    The embedding gradient's case; several times faster than ``np.add.at``.
+    """
+    rows = rows.ravel()
+    if rows.size == 0:
+        return np.zeros(shape, dtype=values.dtype)
+    if rows.min() < -shape[0] or rows.max() >= shape[0]:
+        raise ShapeError(f"scatter_add: an index is out of range for an axis of size {shape[0]}")
+    rows = rows % shape[0]
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    sums = np.add.reduceat(values.reshape(rows.size, -1)[order], starts, axis=0)
+    out = np.zeros((shape[0], sums.shape[1]), dtype=values.dtype)
+    out[ordered[starts]] = sums
+    return out.reshape(shape)
 
 
 @scatter_add.defvjp
