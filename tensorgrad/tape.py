@@ -229,7 +229,10 @@ def _replay(record, g, cotangents, found, wanted, fit_cotangent):
 
     attrs = record.attrs if not record.saved else {**record.attrs, **record.saved}
     try:
-        input_grads = record.op.vjp(g, out, *record.inputs, **attrs)
+        if record.op.fast_vjp is not None and not state.grad_enabled:
+            input_grads = _fast_vjp(record, g, out, attrs)
+        else:
+            input_grads = record.op.vjp(g, out, *record.inputs, **attrs)
     except AnomalyError:  # an op inside the VJP went non-finite: blame this record's op
         where = record.location or _user_location()
         raise AnomalyError(f"{record.op.name}: backward produced NaN or inf (op created at "
@@ -241,6 +244,16 @@ def _replay(record, g, cotangents, found, wanted, fit_cotangent):
         if state.anomaly:
             check_finite(record.op.name, "backward", gx.data, record.location)
         _accumulate(cotangents, found, x, gx)
+
+
+def _fast_vjp(record, g, out, attrs):
+    """The op's first-order VJP on raw arrays, its results wrapped back into tensors."""
+    from tensorgrad.tensor import Tensor, array_of
+
+    needs = tuple(getattr(x, "requires_grad", False) for x in record.inputs)
+    arrays = [array_of(x) for x in record.inputs]
+    grads = record.op.fast_vjp(g.data, out.data, *arrays, needs=needs, **attrs)
+    return [None if gx is None else Tensor._wrap(gx) for gx in grads]
 
 
 def _accumulate(cotangents, found, x, g):

@@ -124,6 +124,15 @@ def leaky_relu_vjp(g, out, x, negative_slope=0.01):
     return (g * factor,)
 
 
+@leaky_relu.def_fast_vjp
+def leaky_relu_fast_vjp(g, out, x, negative_slope=0.01, needs=()):
+    factor = (x > 0).astype(x.dtype)
+    factor *= 1 - negative_slope
+    factor += negative_slope
+    factor *= g
+    return (factor,)
+
+
 @op("gelu")
 def gelu(x, approximate="none"):
     """Gaussian error linear unit: exact (``"none"``) or its tanh approximation (``"tanh"``)."""

@@ -58,14 +58,12 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
     if weight is not None and np.shape(weight) != np.shape(x)[-1:]:
         raise ShapeError(f"layer_norm: weight of shape {np.shape(weight)} does not match the "
                          f"last axis of input of shape {np.shape(x)}")
-    mean = np.mean(x, axis=-1, keepdims=True)
-    centred = x - mean
-    var = np.mean(centred * centred, axis=-1, keepdims=True)
+    n = np.shape(x)[-1]
+    xhat = x - np.add.reduce(x, axis=-1, keepdims=True) / n
+    var = np.add.reduce(xhat * xhat, axis=-1, keepdims=True) / n
     rstd = 1.0 / np.sqrt(var + eps)
-    xhat = centred * rstd
-    out = xhat
-    if weight is not None:
-        out = out * weight
+    xhat *= rstd
+    out = xhat if weight is None else xhat * weight
     if bias is not None:
         out = out + bias
     return out, {"xhat": xhat, "rstd": rstd}
@@ -83,6 +81,26 @@ def layer_norm_vjp(g, out, x, weight=None, bias=None, eps=1e-5, xhat=None, rstd=
         gx = rstd_t * (gxhat - mean_g - xhat_t * mean_gx)
     gw = g * xhat_t if needs_grad(weight) else None
     gb = g if needs_grad(bias) else None
+    return gx, gw, gb
+
+
+@layer_norm.def_fast_vjp
+def layer_norm_fast_vjp(g, out, x, weight=None, bias=None, eps=1e-5, xhat=None, rstd=None,
+                        needs=()):
+    rows = (slice(None),) * (g.ndim - 1)
+    flat = g.reshape(-1, g.shape[-1])
+    gw = np.einsum("ij,ij->j", flat, xhat.reshape(flat.shape)) if _wants(needs, 1) else None
+    gb = np.add.reduce(flat, axis=0) if _wants(needs, 2) else None
+    gx = None
+    if needs[0]:
+        gxhat = g * weight if weight is not None else g.copy()
+        n = g.shape[-1]
+        mean_g = np.add.reduce(gxhat, axis=-1, keepdims=True) / n
+        mean_gx = np.einsum("...j,...j->...", gxhat, xhat)[rows + (None,)] / n
+        gxhat -= mean_g
+        gxhat -= xhat * mean_gx
+        gxhat *= rstd
+        gx = gxhat
     return gx, gw, gb
 
 
@@ -181,6 +199,20 @@ def linear_vjp(g, out, x, weight, bias=None):
     return gx, gw, gb
 
 
+@linear.def_fast_vjp
+def linear_fast_vjp(g, out, x, weight, bias=None, needs=()):
+    g2 = g.reshape(-1, g.shape[-1])
+    gx = (g2 @ weight).reshape(np.shape(x)) if needs[0] else None
+    gw = g2.T @ np.reshape(x, (-1, np.shape(x)[-1])) if needs[1] else None
+    gb = np.add.reduce(g2, axis=0) if _wants(needs, 2) else None
+    return gx, gw, gb
+
+
+def _wants(needs, i) -> bool:
+    """Whether optional input ``i`` was given and wants a cotangent."""
+    return len(needs) > i and needs[i]
+
+
 @op("sparse_linear", inputs=("x", "weight", "bias"), saves=("dense",))
 def sparse_linear(x, weight, bias=None, index=None):
     """out[..., j] = sum_k weight[j, k] * x[..., index[j, k]] + bias[j]: unit j reads K inputs.
@@ -221,6 +253,25 @@ def sparse_linear_vjp(g, out, x, weight, bias=None, index=None, dense=None):
         gx = g @ wired
     if needs_grad(weight):
         gw = getitem(g2.T @ x.reshape(-1, x.shape[-1]), index=(rows, index))
+    return gx, gw, gb
+
+
+@sparse_linear.def_fast_vjp
+def sparse_linear_fast_vjp(g, out, x, weight, bias=None, index=None, dense=None, needs=()):
+    index = np.asarray(index)
+    g2 = g.reshape(-1, g.shape[-1])
+    gb = np.add.reduce(g2, axis=0) if _wants(needs, 2) else None
+    gx = gw = None
+    if dense is None:  # block wiring
+        blocks = np.reshape(x, (-1,) + index.shape)
+        gw = np.einsum("nj,njk->jk", g2, blocks) if needs[1] else None
+        gx = (g[..., None] * weight).reshape(np.shape(x)) if needs[0] else None
+        return gx, gw, gb
+    if needs[0]:
+        gx = (g2 @ dense).reshape(np.shape(x))
+    if needs[1]:
+        full = g2.T @ np.reshape(x, (-1, np.shape(x)[-1]))
+        gw = np.take_along_axis(full, index, axis=1)
     return gx, gw, gb
 
 
@@ -280,6 +331,20 @@ def attention_vjp(g, out, q, k, v, bias=None, scale=1.0, heads=1, probs=None):
     gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True)) * scale  # softmax's VJP
     gq = _merge_heads(gs @ kh) if needs_grad(q) else None
     gk = _merge_heads(gs.swapaxes(-1, -2) @ qh) if needs_grad(k) else None
+    return gq, gk, gv, None
+
+
+@attention.def_fast_vjp
+def attention_fast_vjp(g, out, q, k, v, bias=None, scale=1.0, heads=1, probs=None, needs=()):
+    qh, kh, vh = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
+    gh = _split_heads(g, heads)
+    gv = _merge_heads(np.matmul(probs.swapaxes(-1, -2), gh)) if needs[2] else None
+    gs = np.matmul(gh, vh.swapaxes(-1, -2))
+    gs -= np.einsum("...ij,...ij->...i", gs, probs)[..., None]
+    gs *= probs
+    gs *= scale
+    gq = _merge_heads(np.matmul(gs, kh)) if needs[0] else None
+    gk = _merge_heads(np.matmul(gs.swapaxes(-1, -2), qh)) if needs[1] else None
     return gq, gk, gv, None
 
 

@@ -38,6 +38,7 @@ class Op:
     name: str
     forward: Callable
     vjp: Callable | None = None
+    fast_vjp: Callable | None = None
     inputs: tuple[str, ...] = ()
     differentiable: tuple[str, ...] | None = None
     saves: tuple[str, ...] = ()
@@ -94,6 +95,17 @@ class Op:
         """Attach ``vjp`` to this op (used as a decorator right under the forward)."""
         self.vjp = vjp
         return vjp
+
+    def def_fast_vjp(self, fast_vjp: Callable) -> Callable:
+        """Attach a first-order VJP on arrays: ``fast_vjp(g, out, *arrays, needs, **attrs)``.
+
+        Backward uses it when nothing is being recorded (no ``create_graph``): the same
+        cotangents as ``vjp``, computed in place on arrays without tensors or records.
+        ``needs`` says which inputs want a cotangent. Both rules are checked against finite
+        differences: ``vjp`` by gradgradcheck, ``fast_vjp`` by gradcheck.
+        """
+        self.fast_vjp = fast_vjp
+        return fast_vjp
 
 
 def op(name, inputs=("x",), differentiable=None, saves=(), variadic=False, not_implemented=()):
