@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 250
     eval_size: int = 2000
+    val_size: int = 500
     stop_at: float | None = None
     dtype: str = "float32"
 
@@ -112,8 +113,8 @@ class TrainResult:
 def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> TrainResult:
     """Train a model as ``config`` says; checkpoint into ``out_dir`` and resume from it."""
     spec = config.spec()
-    held_inputs, held_targets = held_out_set(config)
-    stream_exclude = tasks.SequenceSet(spec, held_inputs)
+    (held_inputs, held_targets), (val_inputs, val_targets) = _unseen_sets(config)
+    stream_exclude = tasks.SequenceSet(spec, np.concatenate([held_inputs, val_inputs]))
 
     model = build_model(config)
     optimizer = optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -135,10 +136,10 @@ def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> Tra
         bar.update(1, loss, accuracy)
 
         if step % config.eval_every == 0 or step == config.steps:
-            metrics = evaluate(model, held_inputs, held_targets)
+            metrics = evaluate(model, val_inputs, val_targets)
             state["evals"].append((step, metrics.loss, metrics.token_accuracy,
                                    metrics.exact_match))
-            bar.note(f"step {step}: held-out exact match {metrics.exact_match:.4f}")
+            bar.note(f"step {step}: validation exact match {metrics.exact_match:.4f}")
             if out_dir is not None:
                 state["step"], state["seconds"] = step, time.perf_counter() - started
                 save_checkpoint(out_dir, config, model, optimizer, schedule, state)
@@ -153,13 +154,25 @@ def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> Tra
 
 
 def held_out_set(config: TrainConfig):
-    """The run's held-out sequences: ``eval_size`` of them, or half the space if that is less."""
+    """The test sequences the final metrics are measured on; training never sees them."""
+    return _unseen_sets(config)[0]
+
+
+def _unseen_sets(config: TrainConfig):
+    """(test, validation): distinct sequences excluded from training.
+
+    Early stopping (``stop_at``) and the periodic evaluations look at the validation set only,
+    so the test set's figures are not chosen by looking at them. Each shrinks to a share of a
+    small sequence space.
+    """
     spec = config.spec()
-    size = min(config.eval_size, spec.n_sequences // 2)
-    if size < config.eval_size:
-        log.warning("only %d sequences exist; holding out %d instead of %d", spec.n_sequences,
-                    size, config.eval_size)
-    return tasks.held_out(spec, n=size, seed=config.seed + 12345)
+    test = min(config.eval_size, spec.n_sequences // 2)
+    val = min(config.val_size, (spec.n_sequences - test) // 2)
+    if test < config.eval_size:
+        log.warning("only %d sequences exist; holding out %d for test instead of %d",
+                    spec.n_sequences, test, config.eval_size)
+    inputs, targets = tasks.held_out(spec, n=test + val, seed=config.seed + 12345)
+    return (inputs[:test], targets[:test]), (inputs[test:], targets[test:])
 
 
 def _train_step(model, optimizer, inputs, targets, clip):

@@ -62,7 +62,7 @@ def config_from(args) -> TrainConfig:
     for name in ("task", "length", "vocab", "steps", "ffn", "d_model", "seed"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    values.setdefault("stop_at", 0.999)
+    values.setdefault("stop_at", 0.999)  # judged on the validation set, not the test set
     return TrainConfig(**values)
 
 
@@ -82,7 +82,8 @@ def main(argv=None):
 def report(config, result, out_dir):
     """Print the metrics, samples and parameter counts; write the figures and metrics.json."""
     model, m = result.model, result.metrics
-    print(f"\nHeld-out ({config.eval_size} sequences): token accuracy {m.token_accuracy:.4f}, "
+    n_test = len(held_out_set(config)[0])
+    print(f"\nHeld-out test set ({n_test} sequences never trained on): token accuracy {m.token_accuracy:.4f}, "
           f"exact match {m.exact_match:.4f}, loss {m.loss:.4f} "
           f"(chance {np.log(config.vocab - 1):.3f}) after {result.steps} steps in "
           f"{result.seconds:.1f} s")
@@ -98,7 +99,7 @@ def report(config, result, out_dir):
     metrics = {
         "token_accuracy": m.token_accuracy, "exact_match": m.exact_match, "loss": m.loss,
         "steps": result.steps, "seconds": result.seconds,
-        "steps_to_99": steps_to_reach(result.evals, 0.99),
+        "steps_to_99": steps_to_reach(result.evals, 0.99),  # on the validation set
         "parameters": counts[config.ffn]["total"], "parameter_counts": counts,
         "config": dataclasses.asdict(config),
     }
