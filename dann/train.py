@@ -49,7 +49,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 1.0
     seed: int = 0
-    eval_every: int = 250
+    eval_every: int = 50
     eval_size: int = 2000
     val_size: int = 500
     stop_at: float | None = None
