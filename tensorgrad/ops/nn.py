@@ -52,7 +52,8 @@ def log_softmax_vjp(g, out, x, axis=-1):
     return (g - out.exp() * g.sum(axis=axis, keepdims=True),)
 
 
-@op("layer_norm", inputs=("x", "weight", "bias"), saves=("xhat", "rstd"))
+@op("layer_norm", inputs=("x", "weight", "bias"), saves=("xhat", "rstd"),
+    not_implemented=("normalising over more than the last axis",))
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
     """Normalise over the last axis to zero mean and unit variance, then scale and shift."""
     if weight is not None and np.shape(weight) != np.shape(x)[-1:]:
@@ -104,7 +105,8 @@ def layer_norm_fast_vjp(g, out, x, weight=None, bias=None, eps=1e-5, xhat=None, 
     return gx, gw, gb
 
 
-@op("cross_entropy", inputs=("logits", "target"), differentiable=("logits",), saves=("probs",))
+@op("cross_entropy", inputs=("logits", "target"), differentiable=("logits",), saves=("probs",),
+    not_implemented=("class weights", "probability (soft) targets"))
 def cross_entropy(logits, target, ignore_index=None, reduction="mean", label_smoothing=0.0):
     """Softmax cross-entropy of (..., C) logits against integer class targets of shape (...)."""
     logits, target = _check_cross_entropy(logits, target, reduction, label_smoothing)
@@ -297,7 +299,7 @@ def _wire(weight, index, n_inputs):
 
 
 @op("attention", inputs=("q", "k", "v", "bias"), differentiable=("q", "k", "v"),
-    saves=("probs",))
+    saves=("probs",), not_implemented=("a gradient for bias", "dropout on the weights"))
 def attention(q, k, v, bias=None, scale=1.0, heads=1):
     """softmax(q @ k^T * scale + bias) @ v, for each of ``heads`` heads.
 

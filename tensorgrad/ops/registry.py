@@ -49,6 +49,9 @@ class Op:
     def __post_init__(self):
         if self.differentiable is None:
             self.differentiable = self.inputs
+        self.constant_inputs = tuple(
+            i for i, name in enumerate(self.inputs) if name not in self.differentiable
+        )
         params = list(inspect.signature(self.forward).parameters)
         self.attr_names = tuple(p for p in params if p not in self.inputs and p[0] != "_")
 
@@ -87,9 +90,20 @@ class Op:
             tape.check_finite(self.name, "forward", out.data)
 
         if wants_grad and tape.state.grad_enabled:
+            self._refuse_grad_for_constants(args)
             out.requires_grad = True
             out._record = tape.Record(self, args, attrs, saved, out)
         return out
+
+    def _refuse_grad_for_constants(self, args):
+        """A gradient asked for through an input this op does not differentiate is an error."""
+        for i in self.constant_inputs:
+            if i < len(args) and isinstance(args[i], Tensor) and args[i].requires_grad:
+                raise TensorgradError(
+                    f"{self.name}: input {self.inputs[i]!r} is not differentiable "
+                    f"(not implemented: {', '.join(self.not_implemented) or 'a gradient'}); "
+                    "pass it detached"
+                )
 
     def defvjp(self, vjp: Callable) -> Callable:
         """Attach ``vjp`` to this op (used as a decorator right under the forward)."""

@@ -174,3 +174,13 @@ def test_detect_anomaly_is_switched_off_again_after_an_error():
 def test_a_tensor_given_as_an_attribute_is_refused_not_made_an_object_array():
     with pytest.raises(tg.DtypeError, match="^clip: got an object array"):
         tg.clip(tg.tensor([1.0, 2.0]), tg.tensor(0.5), 1.5)
+
+
+def test_gradient_through_a_constant_input_is_refused():
+    from tensorgrad.ops import attention
+
+    q = tg.randn(2, 3, 4, rng=0, requires_grad=True)
+    bias = tg.zeros(3, 3, requires_grad=True)
+    with pytest.raises(tg.TensorgradError, match="attention: input 'bias' is not differentiable"):
+        attention(q, q, q, bias)
+    assert attention(q, q, q, bias.detach()).shape == (2, 3, 4)

@@ -162,7 +162,7 @@ def test_scalars_on_either_side_of_sub_div_and_pow(sx, c):
         (lambda t: -t + c * t, (c - 1) * x),
     ]
     for fn, expected in cases:
-        np.testing.assert_allclose(fn(tg.tensor(x)).data, expected, rtol=1e-12)
+        np.testing.assert_allclose(fn(tg.tensor(x)).data, expected, rtol=1e-12, atol=1e-12)
         _gradcheck_both_orders(fn, x)
 
 
