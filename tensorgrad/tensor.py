@@ -85,6 +85,12 @@ class Tensor:
         """The same data as a new leaf that needs no gradient."""
         return Tensor._wrap(self.data)
 
+    def __array__(self, dtype=None, copy=None):
+        """NumPy sees the data (as with PyTorch tensors; what NumPy computes is not recorded)."""
+        if copy:
+            return np.array(self.data, dtype=dtype, copy=True)
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
+
     def __len__(self):
         return len(self.data)
 

@@ -188,7 +188,7 @@ def linear(x, weight, bias=None):
         raise ShapeError(f"linear: input of shape {xs} does not fit weight of shape {ws}")
     out = np.reshape(x, (-1, xs[-1])) @ weight.T
     if bias is not None:
-        out += bias
+        out = out + bias if np.result_type(out, bias) != out.dtype else np.add(out, bias, out=out)
     return out.reshape(xs[:-1] + ws[:1])
 
 
@@ -313,7 +313,9 @@ def attention(q, k, v, bias=None, scale=1.0, heads=1):
     scores = np.matmul(qh, np.swapaxes(kh, -1, -2))
     scores *= scale
     if bias is not None:
-        scores += bias
+        # Not in place: the bias may broadcast to a larger shape. It is cast to the scores'
+        # dtype: a float64 mask must not turn float32 attention into float64.
+        scores = scores + np.asarray(bias, dtype=scores.dtype)
     probs = softmax.forward(scores, axis=-1)
     return _merge_heads(np.matmul(probs, vh)), {"probs": probs}
 

@@ -39,7 +39,7 @@ class Op:
     forward: Callable
     vjp: Callable | None = None
     fast_vjp: Callable | None = None
-    inputs: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ("x",)
     differentiable: tuple[str, ...] | None = None
     saves: tuple[str, ...] = ()
     variadic: bool = False
@@ -64,6 +64,8 @@ class Op:
         elif len(args) > len(self.inputs):  # trailing positionals are attributes, by name
             attrs.update(zip(self.attr_names, args[len(self.inputs):]))
             args = args[: len(self.inputs)]
+        if attrs:
+            attrs = self._attribute_values(attrs)
         arrays = []
         wants_grad = False
         for a in args:
@@ -94,6 +96,18 @@ class Op:
             out.requires_grad = True
             out._record = tape.Record(self, args, attrs, saved, out)
         return out
+
+    def _attribute_values(self, attrs):
+        """Attributes as plain values: a Tensor is unwrapped, unless it wants a gradient."""
+        for key, value in attrs.items():
+            if isinstance(value, Tensor):
+                if value.requires_grad:
+                    raise TensorgradError(
+                        f"{self.name}: attribute {key!r} is a Tensor that requires grad, but "
+                        "attributes are constants; pass it detached"
+                    )
+                attrs = {**attrs, key: value.data}
+        return attrs
 
     def _refuse_grad_for_constants(self, args):
         """A gradient asked for through an input this op does not differentiate is an error."""

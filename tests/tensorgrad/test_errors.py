@@ -171,9 +171,11 @@ def test_detect_anomaly_is_switched_off_again_after_an_error():
     assert not tape.state.anomaly
 
 
-def test_a_tensor_given_as_an_attribute_is_refused_not_made_an_object_array():
-    with pytest.raises(tg.DtypeError, match="^clip: got an object array"):
-        tg.clip(tg.tensor([1.0, 2.0]), tg.tensor(0.5), 1.5)
+def test_a_tensor_attribute_is_a_constant_and_one_needing_grad_is_refused():
+    clipped = tg.clip(tg.tensor([0.0, 1.0, 2.0]), tg.tensor(0.5), 1.5)
+    np.testing.assert_array_equal(clipped.data, [0.5, 1.0, 1.5])
+    with pytest.raises(tg.TensorgradError, match="^clip: attribute 'min' is a Tensor that "):
+        tg.clip(tg.tensor([1.0, 2.0]), tg.tensor(0.5, requires_grad=True), 1.5)
 
 
 def test_gradient_through_a_constant_input_is_refused():
