@@ -18,7 +18,7 @@ class Tensor:
     reaches the leaves.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_record", "_retains_grad", "name",
+    __slots__ = ("data", "grad", "_requires_grad", "_record", "_retains_grad", "name",
                  "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operators
 
@@ -28,7 +28,7 @@ class Tensor:
             raise DtypeError(f"tensor: cannot make a tensor from {type(data).__name__} data")
         self.data = array
         self.grad = None
-        self.requires_grad = False
+        self._requires_grad = False
         self._record = None
         self._retains_grad = False
         self.name = name
@@ -41,7 +41,7 @@ class Tensor:
         t = cls.__new__(cls)
         t.data = array if type(array) is np.ndarray else np.asarray(array)
         t.grad = None
-        t.requires_grad = False
+        t._requires_grad = False
         t._record = None
         t._retains_grad = False
         t.name = None
@@ -55,6 +55,15 @@ class Tensor:
     size = property(lambda self: self.data.size, doc="The number of entries.")
     is_leaf = property(lambda self: self._record is None, doc="Whether no op produced it.")
 
+    @property
+    def requires_grad(self) -> bool:
+        """Whether backward computes a gradient for this tensor (set it on float leaves only)."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool):
+        self.requires_grad_(flag)
+
     def requires_grad_(self, flag: bool = True) -> "Tensor":
         """Mark a leaf as wanting a gradient; only floating-point tensors can."""
         if flag and self.data.dtype.kind not in "fc":
@@ -63,7 +72,7 @@ class Tensor:
             )
         if not flag and self._record is not None:
             raise BackwardError("requires_grad_: cannot turn it off on a non-leaf; use detach()")
-        self.requires_grad = flag
+        self._requires_grad = bool(flag)
         return self
 
     def retain_grad(self) -> "Tensor":

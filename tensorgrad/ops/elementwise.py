@@ -16,6 +16,12 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+def _floating(x) -> np.ndarray:
+    """``x`` as an array of a floating dtype: integers become float64, as NumPy's exp does."""
+    x = np.asarray(x)
+    return x if x.dtype.kind in "fc" else x.astype(np.float64)
+
+
 @op("exp")
 def exp(x):
     return np.exp(x)
@@ -59,7 +65,7 @@ def tanh_vjp(g, out, x):
 @op("sigmoid")
 def sigmoid(x):
     """The logistic function, computed without overflow for large negative inputs."""
-    x = np.asarray(x)
+    x = _floating(x)
     return np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)
 
 
@@ -110,6 +116,7 @@ def relu_vjp(g, out, x):
 
 @op("leaky_relu")
 def leaky_relu(x, negative_slope=0.01):
+    x = _floating(x)
     scaled = np.multiply(x, negative_slope, dtype=np.result_type(x))
     if 0 <= negative_slope <= 1:  # max(x, a x) is x for x > 0 and a x below: no slow np.where
         return np.maximum(x, scaled)
@@ -136,7 +143,7 @@ def leaky_relu_fast_vjp(g, out, x, negative_slope=0.01, needs=()):
 @op("gelu")
 def gelu(x, approximate="none"):
     """Gaussian error linear unit: exact (``"none"``) or its tanh approximation (``"tanh"``)."""
-    x = np.asarray(x)
+    x = _floating(x)
     if approximate == "tanh":
         inner = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
         return 0.5 * x * (1 + np.tanh(inner))
@@ -160,7 +167,7 @@ def gelu_vjp(g, out, x, approximate="none"):
 @op("erf")
 def erf(x):
     """The error function (used by the exact GELU)."""
-    return _erf(np.asarray(x))
+    return _erf(_floating(x))
 
 
 @erf.defvjp

@@ -151,6 +151,8 @@ def cross_entropy_vjp(g, out, logits, target, ignore_index=None, reduction="mean
 
 def _check_cross_entropy(logits, target, reduction, label_smoothing):
     logits, target = np.asarray(logits), np.asarray(target)
+    if logits.dtype.kind not in "fc":
+        logits = logits.astype(np.float64)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be mean, sum or none, not {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:

@@ -71,7 +71,7 @@ class Op:
         for a in args:
             if isinstance(a, Tensor):
                 arrays.append(a.data)
-                wants_grad = wants_grad or a.requires_grad
+                wants_grad = wants_grad or a._requires_grad
             else:
                 arrays.append(a)
         try:
@@ -91,9 +91,9 @@ class Op:
         if tape.state.anomaly:
             tape.check_finite(self.name, "forward", out.data)
 
-        if wants_grad and tape.state.grad_enabled:
-            self._refuse_grad_for_constants(args)
-            out.requires_grad = True
+        if wants_grad and tape.state.grad_enabled and out.data.dtype.kind in "fc":
+            self._refuse_grad_for_constants(args)  # integer results carry no gradient
+            out._requires_grad = True
             out._record = tape.Record(self, args, attrs, saved, out)
         return out
 

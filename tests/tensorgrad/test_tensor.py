@@ -164,3 +164,22 @@ def test_comparisons_give_bool_tensors_without_grad(compare, expected):
 def test_tensors_stay_hashable_despite_elementwise_eq():
     a, b = tg.tensor(1.0), tg.tensor(1.0)
     assert len({a, b}) == 2 and {a: 1}[a] == 1
+
+
+def test_integer_inputs_are_promoted_by_float_ops_not_truncated():
+    ints = tg.tensor([-2, 1, 3])
+    floats = tg.tensor([-2.0, 1.0, 3.0])
+    for fn in (tg.sigmoid, tg.gelu, tg.erf, lambda t: tg.leaky_relu(t, 0.1)):
+        np.testing.assert_allclose(fn(ints).data, fn(floats).data)
+    logits = np.array([[1, 2, 3]])
+    expected = np.log(np.exp(logits).sum()) - 1
+    np.testing.assert_allclose(tg.nn.functional.cross_entropy(tg.tensor(logits), [0]).item(),
+                               expected)
+
+
+def test_requires_grad_assignment_is_checked_and_integer_results_carry_no_grad():
+    with pytest.raises(tg.DtypeError, match="only floating-point"):
+        tg.tensor([1, 2, 3]).requires_grad = True
+    z = tg.tensor([1.5, 2.5], requires_grad=True)
+    assert not z.astype(np.int64).requires_grad
+    assert (z * 2).requires_grad
