@@ -20,6 +20,10 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, d_model, n_heads, causal=False, rng=None, dtype=np.float32):
         super().__init__()
+        if not (isinstance(n_heads, int) and n_heads >= 1 and isinstance(d_model, int)
+                and d_model >= 1):
+            raise ValueError(f"MultiHeadAttention: d_model and n_heads must be positive "
+                             f"integers, got {d_model!r} and {n_heads!r}")
         if d_model % n_heads:
             raise ValueError(f"MultiHeadAttention: d_model={d_model} is not divisible by "
                              f"n_heads={n_heads}")
@@ -31,6 +35,9 @@ class MultiHeadAttention(nn.Module):
         self.last_attention = None
 
     def forward(self, x, padding_mask=None):
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"MultiHeadAttention: expected input (batch, length, "
+                             f"{self.d_model}), got shape {x.shape}")
         batch, length, _ = x.shape
         q, k, v = ops.split(self.qkv(x), 3, axis=-1)
         bias = self._mask_bias(batch, length, padding_mask, x.dtype)

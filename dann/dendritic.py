@@ -65,9 +65,10 @@ class DendriticLayer(nn.Module):
             raise ValueError(f"DendriticLayer: init must be one of {INITS}, not {init!r}")
         if form not in FORMS:
             raise ValueError(f"DendriticLayer: form must be one of {FORMS}, not {form!r}")
-        if min(in_features, n_somas, dendrites_per_soma) < 1:
-            raise ValueError("DendriticLayer: in_features, n_somas and dendrites_per_soma "
-                             "must be positive")
+        sizes = (in_features, n_somas, dendrites_per_soma, synapses_per_dendrite)
+        if not all(isinstance(n, (int, np.integer)) and n >= 1 for n in sizes):
+            raise ValueError("DendriticLayer: in_features, n_somas, dendrites_per_soma and "
+                             f"synapses_per_dendrite must be positive integers, got {sizes}")
         rng = np.random.default_rng(rng)
         self.in_features = in_features
         self.n_somas = n_somas

@@ -55,6 +55,19 @@ class TrainConfig:
     stop_at: float | None = None
     dtype: str = "float32"
 
+    def __post_init__(self):
+        positive = ("steps", "batch_size", "d_model", "n_heads", "n_blocks", "n_somas",
+                    "dendrites_per_soma", "synapses_per_dendrite", "eval_every", "eval_size")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"TrainConfig: {name} must be a positive integer, got {value!r}")
+        if not self.lr > 0 or self.warmup < 0 or self.weight_decay < 0 or self.clip <= 0:
+            raise ValueError("TrainConfig: lr and clip must be > 0, warmup and weight_decay >= 0")
+        if self.seed < 0:
+            raise ValueError(f"TrainConfig: seed must be >= 0, got {self.seed}")
+        self.spec()  # validates task, vocab and length
+
     def spec(self) -> tasks.TaskSpec:
         return tasks.TaskSpec(self.task, self.vocab, self.length)
 
@@ -126,7 +139,7 @@ def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> Tra
     started = time.perf_counter() - state["seconds"]
     bar = _Progress(config.steps, state["step"], progress)
     step = state["step"]
-    while step < config.steps:
+    while step < config.steps and not state.get("stopped"):
         inputs, targets = tasks.batch_at(spec, config.batch_size, config.seed, step,
                                          stream_exclude)
         loss, accuracy = _train_step(model, optimizer, inputs, targets, config.clip)
@@ -140,11 +153,10 @@ def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> Tra
             state["evals"].append((step, metrics.loss, metrics.token_accuracy,
                                    metrics.exact_match))
             bar.note(f"step {step}: validation exact match {metrics.exact_match:.4f}")
+            state["stopped"] = config.stop_at is not None and metrics.exact_match >= config.stop_at
             if out_dir is not None:
                 state["step"], state["seconds"] = step, time.perf_counter() - started
                 save_checkpoint(out_dir, config, model, optimizer, schedule, state)
-            if config.stop_at is not None and metrics.exact_match >= config.stop_at:
-                break
     bar.close()
 
     metrics = evaluate(model, held_inputs, held_targets)
@@ -200,6 +212,7 @@ def save_checkpoint(out_dir, config, model, optimizer, schedule, state):
         "schedule": schedule.state_dict(),
         "step": state["step"],
         "seconds": state["seconds"],
+        "stopped": bool(state.get("stopped", False)),
         "history": [list(row) for row in state["history"]],
         "evals": [list(row) for row in state["evals"]],
     }, os.path.join(out_dir, CHECKPOINT))
@@ -222,6 +235,7 @@ def _restore(out_dir, config, model, optimizer, schedule, state):
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["schedule"])
     state.update(step=int(saved["step"]), seconds=float(saved["seconds"]),
+                 stopped=bool(saved.get("stopped", False)),
                  history=[tuple(row) for row in saved["history"]],
                  evals=[tuple(row) for row in saved["evals"]])
     log.info("resumed from %s at step %d", path, state["step"])

@@ -66,10 +66,18 @@ def config_from(args) -> TrainConfig:
     return TrainConfig(**values)
 
 
+MAX_VOCAB = 50_000  # the output layer's logits grow with the vocabulary: (batch, length, V)
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     config = config_from(args)
+    if config.vocab > MAX_VOCAB:
+        raise ValueError(f"--vocab {config.vocab} is beyond this example's {MAX_VOCAB:,} "
+                         "(its logits would not fit a small machine's memory)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a file, not a folder")
     os.makedirs(args.out, exist_ok=True)
     print(f"Training a {config.ffn} transformer on {config.task} "
           f"(vocab {config.vocab}, length {config.length}, at most {config.steps} steps)")
@@ -208,5 +216,19 @@ def _pyplot():
     return plt
 
 
+def cli(argv=None) -> int:
+    """Run ``main``; a bad flag or file ends with a one-line error instead of a traceback."""
+    try:
+        main(argv)
+    except (ValueError, OSError, tg.TensorgradError) as err:
+        print(f"reverse.py: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nreverse.py: interrupted; the last checkpoint is kept: run again with the same "
+              "flags and --resume to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli(sys.argv[1:]))

@@ -188,9 +188,10 @@ def _read_archive(path):
         raise CheckpointError(f"checkpoint {path}: no such file") from err
     except (EOFError, ValueError, RuntimeError, zipfile.BadZipFile, zlib.error) as err:
         # zipfile, zlib and numpy's own errors for a damaged or foreign file.
+        reason = str(err).split(". If you trust")[0]  # NumPy's allow_pickle hint is not ours
         raise CheckpointError(f"checkpoint {path}: truncated, corrupt, not an .npz archive, or "
                               f"holding pickled data, which is refused "
-                              f"({type(err).__name__}: {err})") from err
+                              f"({type(err).__name__}: {reason})") from err
     except OSError as err:
         raise CheckpointError(f"checkpoint {path}: cannot be read ({err})") from err
 

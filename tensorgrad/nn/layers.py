@@ -25,6 +25,7 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
         super().__init__()
+        _check_sizes("Linear", in_features=in_features, out_features=out_features)
         rng = np.random.default_rng(rng)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
@@ -53,6 +54,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, rng=None,
                  dtype=np.float32):
         super().__init__()
+        _check_sizes("Embedding", num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         if padding_idx is not None and not -num_embeddings <= padding_idx < num_embeddings:
             raise ValueError(f"Embedding: padding_idx {padding_idx} is out of range for "
                              f"{num_embeddings} embeddings")
@@ -159,3 +161,10 @@ class Tanh(Module):
 class Sigmoid(Module):
     def forward(self, x):
         return F.sigmoid(x)
+
+
+def _check_sizes(layer, **sizes):
+    """Layer sizes must be positive integers; say which one is not."""
+    for name, value in sizes.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")

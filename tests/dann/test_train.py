@@ -213,3 +213,19 @@ def test_evaluate_metrics_on_known_logits():
     assert metrics.loss == pytest.approx(expected_loss, rel=1e-10)
     assert model.position == 5 and model.modes == [False, False, False]
     assert model.training, "evaluate did not restore training mode"
+
+
+def test_a_run_that_stopped_early_is_not_trained_further_on_resume(tmp_path):
+    config = tiny_config(**dict(RESUME, stop_at=0.0))  # stops at the first evaluation
+    first = train(config, out_dir=tmp_path, progress=False)
+    assert first.steps == RESUME["eval_every"]
+    resumed = train(config, out_dir=tmp_path, resume=True, progress=False)
+    assert resumed.steps == first.steps
+    assert_same_parameters(resumed.model, first.model)
+
+
+@pytest.mark.parametrize("change", [dict(steps=0), dict(batch_size=-1), dict(lr=0.0),
+                                    dict(seed=-3), dict(vocab=2)])
+def test_bad_configs_are_refused(change):
+    with pytest.raises(ValueError):
+        tiny_config(**change)

@@ -105,3 +105,25 @@ def test_small_sequence_space_still_trains():
 
     assert result.steps == 2
     assert 0 <= result.metrics.exact_match <= 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "-5"], "steps must be a positive integer"),
+    (["--vocab", "2"], "vocab must be"),
+    (["--vocab", "1000000", "--length", "3"], "beyond this example"),
+    (["--seed", "-1"], "seed must be >= 0"),
+])
+def test_bad_flags_end_with_a_one_line_error(flags, message, tmp_path, capsys):
+    assert load_example().cli(flags + ["--no-progress", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("reverse.py: error:") and message in err and "\n" not in err
+
+
+def test_out_that_is_a_file_and_resume_without_checkpoint_are_errors(tmp_path, capsys):
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    example = load_example()
+    assert example.cli(["--out", str(a_file), "--no-progress"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert example.cli(["--resume", "--out", str(tmp_path / "empty"), "--no-progress"]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
