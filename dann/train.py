@@ -165,6 +165,9 @@ def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> Tra
                        evals=state["evals"])
 
 
+_WARNED = set()  # (spec, size) pairs whose shrunken test set was already reported
+
+
 def held_out_set(config: TrainConfig):
     """The test sequences the final metrics are measured on; training never sees them."""
     return _unseen_sets(config)[0]
@@ -180,7 +183,8 @@ def _unseen_sets(config: TrainConfig):
     spec = config.spec()
     test = min(config.eval_size, spec.n_sequences // 2)
     val = min(config.val_size, (spec.n_sequences - test) // 2)
-    if test < config.eval_size:
+    if test < config.eval_size and (spec, test) not in _WARNED:
+        _WARNED.add((spec, test))
         log.warning("only %d sequences exist; holding out %d for test instead of %d",
                     spec.n_sequences, test, config.eval_size)
     inputs, targets = tasks.held_out(spec, n=test + val, seed=config.seed + 12345)

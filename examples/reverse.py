@@ -178,7 +178,7 @@ def write_attention_map(model, config, out_dir):
         ax.set_ylabel("query position", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.suptitle(f"last block attention on {inputs[0].tolist()}", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03, 1, 0.97))  # room for the axis labels and the title
     fig.savefig(os.path.join(out_dir, "attention.png"), dpi=120)
     plt.close(fig)
 
