@@ -176,6 +176,8 @@ def write_attention_map(model, config, out_dir):
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("key position", fontsize=7)
         ax.set_ylabel("query position", fontsize=7)
+        ax.set_xticks(range(panel.shape[1]))
+        ax.set_yticks(range(panel.shape[0]))
         ax.tick_params(labelsize=6)
     fig.suptitle(f"last block attention on {inputs[0].tolist()}", fontsize=9)
     fig.tight_layout(rect=(0, 0.03, 1, 0.97))  # room for the axis labels and the title
