@@ -43,6 +43,7 @@ import tracemalloc
 
 import numpy as np
 
+import tensorgrad as tg
 from dann import tasks
 from dann.train import TrainConfig, build_model
 from tensorgrad import nn, optim
@@ -399,6 +400,8 @@ def parse_args(argv):
     parser.add_argument("--memory-runs", type=int, default=None, metavar="N",
                         help="fresh processes per framework and config for the memory peak "
                              "(median; default 3, or 1 with --quick; 0 skips memory)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc thresholds alone (see tg.reuse_freed_memory)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="limit PyTorch's and NumPy's BLAS thread pools to N")
     parser.add_argument("--json", default=None, metavar="PATH", help="write results as JSON")
@@ -417,6 +420,10 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # Both frameworks allocate through glibc's malloc, so this process-wide setting helps both;
+    # --system-malloc measures without it.
+    malloc = "system default" if args.system_malloc else (
+        "freed memory reused (tg.reuse_freed_memory)" if tg.reuse_freed_memory() else "default")
     if args.memory_child:
         _memory_child(json.loads(args.memory_child))
         return 0
@@ -428,7 +435,7 @@ def main(argv=None) -> int:
         print(f"bench_model needs PyTorch to compare against: {error}")
         return 1
 
-    info = environment(args.dtype, args.torch_adamw)
+    info = {**environment(args.dtype, args.torch_adamw), "malloc": malloc}
     print("bench_model: one training step (forward, cross-entropy, backward, AdamW), "
           "tensorgrad vs PyTorch CPU")
     for key, value in info.items():

@@ -125,6 +125,7 @@ class TrainResult:
 
 def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> TrainResult:
     """Train a model as ``config`` says; checkpoint into ``out_dir`` and resume from it."""
+    tg.reuse_freed_memory()  # a step's temporaries reuse the last step's pages
     spec = config.spec()
     (held_inputs, held_targets), (val_inputs, val_targets) = _unseen_sets(config)
     stream_exclude = tasks.SequenceSet(spec, np.concatenate([held_inputs, val_inputs]))

@@ -28,6 +28,7 @@ from tensorgrad.ops import (
 
 from tensorgrad.gradcheck import gradcheck, gradgradcheck
 from tensorgrad.checkpoint import load, save
+from tensorgrad.allocator import reuse_freed_memory
 from tensorgrad.graph import draw_graph, render_graph
 from tensorgrad import nn, optim
 
