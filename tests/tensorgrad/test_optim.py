@@ -498,3 +498,28 @@ def test_scheduler_state_dict_round_trip():
     sched2.load_state_dict(state)
     assert opt2.param_groups[0]["lr"] == state["last_lr"][0]
     assert lrs(sched2, 4) == expected
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: Adam(ps, lr=0.01),
+    lambda ps: AdamW(ps, lr=0.01, weight_decay=0.1),
+])
+def test_fused_group_update_is_bitwise_the_per_parameter_update(make):
+    rng = np.random.default_rng(0)
+    shapes = [(3, 4), (4,), (2, 2, 2)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    fused = [SimpleNamespace(data=a.copy(), grad=None) for a in start]
+    single = [SimpleNamespace(data=a.copy(), grad=None) for a in start]
+    opt_fused = make(fused)                               # one group: the flat update
+    opt_single = make([{"params": [p]} for p in single])  # one parameter a group: the loop
+    for step in range(6):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        for p, q, g in zip(fused, single, grads):
+            p.grad, q.grad = g.copy(), g.copy()
+        opt_fused.step()
+        opt_single.step()
+        if step == 2:  # a state round trip in the middle re-creates the flat buffers
+            opt_fused.load_state_dict(opt_fused.state_dict())
+    for p, q in zip(fused, single):
+        assert p.data.dtype == np.float32
+        np.testing.assert_array_equal(p.data, q.data)
