@@ -235,9 +235,7 @@ class Adam(Optimizer):
             if self._fusable(group):
                 self._fused_step(group)
                 continue
-            lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
-            beta1, beta2 = group["betas"]
-            amsgrad = group["amsgrad"]
+            lr, weight_decay, amsgrad = group["lr"], group["weight_decay"], group["amsgrad"]
             for p in group["params"]:
                 g = p.grad
                 if g is None:
@@ -256,24 +254,8 @@ class Adam(Optimizer):
                 elif weight_decay:
                     g = g + weight_decay * p.data
 
-                # One scratch array per parameter and step; every other op is in place.
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                scratch = np.multiply(g, 1.0 - beta1)
-                m *= beta1
-                m += scratch
-                np.multiply(g, g, out=scratch)
-                scratch *= 1.0 - beta2
-                v *= beta2
-                v += scratch
-                if amsgrad:
-                    v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-
-                np.sqrt(v, out=scratch)
-                scratch /= math.sqrt(1.0 - beta2 ** t)
-                scratch += eps
-                np.divide(m, scratch, out=scratch)
-                scratch *= lr / (1.0 - beta1 ** t)
-                p.data -= scratch
+                vmax = state["max_exp_avg_sq"] if amsgrad else None
+                p.data -= _adam_update(g, state["exp_avg"], state["exp_avg_sq"], vmax, t, group)
 
 
     def _fusable(self, group) -> bool:
@@ -296,29 +278,17 @@ class Adam(Optimizer):
         """
         params = group["params"]
         m, v, bounds = self._flat_moments(params)
-        lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
-        beta1, beta2 = group["betas"]
+        lr, weight_decay = group["lr"], group["weight_decay"]
         for p in params:
             self.state[id(p)]["step"] += 1
         t = self.state[id(params[0])]["step"]
 
         g = np.concatenate([p.grad.ravel() for p in params])
-        scratch = np.multiply(g, 1.0 - beta1)
-        m *= beta1
-        m += scratch
-        np.multiply(g, g, out=scratch)
-        scratch *= 1.0 - beta2
-        v *= beta2
-        v += scratch
-        np.sqrt(v, out=scratch)
-        scratch /= math.sqrt(1.0 - beta2 ** t)
-        scratch += eps
-        np.divide(m, scratch, out=scratch)
-        scratch *= lr / (1.0 - beta1 ** t)
+        update = _adam_update(g, m, v, None, t, group)
         for p, (start, stop) in zip(params, bounds):
             if weight_decay:
                 p.data *= 1.0 - lr * weight_decay
-            p.data -= scratch[start:stop].reshape(p.data.shape)
+            p.data -= update[start:stop].reshape(p.data.shape)
 
     def _flat_moments(self, params):
         """Flat first and second moments whose slices are each parameter's state arrays.
@@ -350,6 +320,31 @@ class Adam(Optimizer):
             views.append(m_view)
         flats[key] = (m, v, views, bounds)
         return m, v, bounds
+
+
+def _adam_update(g, m, v, vmax, t, group):
+    """Advance the moments m and v in place by gradient g; return the step to subtract.
+
+    One scratch array per call; every other operation is in place. With ``vmax`` (amsgrad)
+    the running maximum of v takes v's place in the denominator.
+    """
+    beta1, beta2 = group["betas"]
+    scratch = np.multiply(g, 1.0 - beta1)
+    m *= beta1
+    m += scratch
+    np.multiply(g, g, out=scratch)
+    scratch *= 1.0 - beta2
+    v *= beta2
+    v += scratch
+    if vmax is not None:
+        v = np.maximum(vmax, v, out=vmax)
+
+    np.sqrt(v, out=scratch)
+    scratch /= math.sqrt(1.0 - beta2 ** t)
+    scratch += group["eps"]
+    np.divide(m, scratch, out=scratch)
+    scratch *= group["lr"] / (1.0 - beta1 ** t)
+    return scratch
 
 
 class AdamW(Adam):
