@@ -29,8 +29,8 @@ def _check_axis(x, axis, name):
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along ``axis``, shifted by the maximum so it never overflows."""
     _check_axis(x, axis, "softmax")
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    e /= np.sum(e, axis=axis, keepdims=True)
+    e = np.exp(x - np.maximum.reduce(x, axis=axis, keepdims=True))
+    e /= np.add.reduce(e, axis=axis, keepdims=True)
     return e
 
 
@@ -39,12 +39,19 @@ def softmax_vjp(g, out, x, axis=-1):
     return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)  # J = diag(y) - y y^T
 
 
+@softmax.def_fast_vjp
+def softmax_fast_vjp(g, out, x, axis=-1, needs=()):
+    gx = g * out
+    gx -= out * np.add.reduce(gx, axis=axis, keepdims=True)
+    return (gx,)
+
+
 @op("log_softmax")
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along ``axis``; stable for logits of any size."""
     _check_axis(x, axis, "log_softmax")
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - np.maximum.reduce(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.add.reduce(np.exp(shifted), axis=axis, keepdims=True))
 
 
 @log_softmax.defvjp
