@@ -154,7 +154,7 @@ def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> Tra
             state["evals"].append((step, metrics.loss, metrics.token_accuracy,
                                    metrics.exact_match))
             bar.note(f"step {step}: validation exact match {metrics.exact_match:.4f}")
-            state["stopped"] = config.stop_at is not None and metrics.exact_match >= config.stop_at
+            state["stopped"] = _reached(state["evals"], config.stop_at)
             if out_dir is not None:
                 state["step"], state["seconds"] = step, time.perf_counter() - started
                 save_checkpoint(out_dir, config, model, optimizer, schedule, state)
@@ -164,6 +164,15 @@ def train(config: TrainConfig, out_dir=None, resume=False, progress=True) -> Tra
     return TrainResult(model=model, metrics=metrics, steps=step,
                        seconds=time.perf_counter() - started, history=state["history"],
                        evals=state["evals"])
+
+
+def _reached(evals, stop_at, times=2) -> bool:
+    """Whether the last ``times`` validation exact matches all reached ``stop_at``.
+
+    One lucky evaluation of a small validation set stops too early; two in a row rarely do.
+    """
+    recent = [row[3] for row in evals[-times:]]
+    return stop_at is not None and len(recent) == times and min(recent) >= stop_at
 
 
 _WARNED = set()  # (spec, size) pairs whose shrunken test set was already reported

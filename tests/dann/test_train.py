@@ -82,10 +82,12 @@ def test_chance_is_uniform_over_data_tokens():
     assert chance(tiny_config()) == pytest.approx(math.log(5))
 
 
-def test_stop_at_ends_the_run_at_an_evaluation():
+def test_stop_at_ends_the_run_at_the_second_evaluation_in_a_row_that_reaches_it():
     result = train(tiny_config(steps=50, eval_every=10, stop_at=0.0), progress=False)
-    assert result.steps == 10
-    assert [row[0] for row in result.evals] == [10]
+    assert result.steps == 20
+    assert [row[0] for row in result.evals] == [10, 20]
+    never = train(tiny_config(steps=30, eval_every=10, stop_at=1.01), progress=False)
+    assert never.steps == 30
 
 
 def test_steps_to_reach():
@@ -216,9 +218,9 @@ def test_evaluate_metrics_on_known_logits():
 
 
 def test_a_run_that_stopped_early_is_not_trained_further_on_resume(tmp_path):
-    config = tiny_config(**dict(RESUME, stop_at=0.0))  # stops at the first evaluation
+    config = tiny_config(**dict(RESUME, steps=200, stop_at=0.0))  # stops at the 2nd eval
     first = train(config, out_dir=tmp_path, progress=False)
-    assert first.steps == RESUME["eval_every"]
+    assert first.steps == 2 * RESUME["eval_every"]
     resumed = train(config, out_dir=tmp_path, resume=True, progress=False)
     assert resumed.steps == first.steps
     assert_same_parameters(resumed.model, first.model)
