@@ -234,15 +234,3 @@ def test_spec_is_frozen_and_hashable():
     with pytest.raises(AttributeError):
         spec.vocab = 11
     assert {spec: 1}[TaskSpec("copy", 10, 4)] == 1
-
-
-# ---- speed -----------------------------------------------------------------------------------
-
-
-def test_batch_is_fast():
-    import timeit
-
-    spec = TaskSpec("reverse", 10, 16)
-    exclude = SequenceSet(spec, held_out(spec)[0])
-    seconds = min(timeit.repeat(lambda: batch_at(spec, 64, 0, 7, exclude), number=200, repeat=3))
-    assert seconds / 200 < 1e-3
