@@ -248,12 +248,12 @@ def _replay(record, g, cotangents, found, wanted, fit_cotangent):
 
 def _fast_vjp(record, g, out, attrs):
     """The op's first-order VJP on raw arrays, its results wrapped back into tensors."""
-    from tensorgrad.tensor import Tensor, array_of
-
-    needs = tuple(getattr(x, "requires_grad", False) for x in record.inputs)
-    arrays = [array_of(x) for x in record.inputs]
+    tensor = sys.modules["tensorgrad.tensor"].Tensor  # no import statement on this hot path
+    inputs = record.inputs
+    needs = tuple(isinstance(x, tensor) and x.requires_grad for x in inputs)
+    arrays = [x.data if isinstance(x, tensor) else x for x in inputs]
     grads = record.op.fast_vjp(g.data, out.data, *arrays, needs=needs, **attrs)
-    return [None if gx is None else Tensor._wrap(gx) for gx in grads]
+    return [None if gx is None else tensor._wrap(gx) for gx in grads]
 
 
 def _accumulate(cotangents, found, x, g):
