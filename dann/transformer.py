@@ -57,7 +57,8 @@ class DANNTransformer(nn.Module):
         if ffn not in FFNS:
             raise ValueError(f"DANNTransformer: ffn must be one of {FFNS}, not {ffn!r}")
         rng = np.random.default_rng(rng)
-        self.vocab_size, self.d_model, self.max_len, self.ffn_kind = vocab_size, d_model, max_len, ffn
+        self.vocab_size, self.d_model, self.max_len = vocab_size, d_model, max_len
+        self.ffn_kind = ffn
         n_somas = n_somas or 2 * d_model
         d_hidden = d_hidden or n_somas
 

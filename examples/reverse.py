@@ -91,8 +91,8 @@ def report(config, result, out_dir):
     """Print the metrics, samples and parameter counts; write the figures and metrics.json."""
     model, m = result.model, result.metrics
     n_test = len(held_out_set(config)[0])
-    print(f"\nHeld-out test set ({n_test} sequences never trained on): token accuracy {m.token_accuracy:.4f}, "
-          f"exact match {m.exact_match:.4f}, loss {m.loss:.4f} "
+    print(f"\nHeld-out test set ({n_test} sequences never trained on): "
+          f"token accuracy {m.token_accuracy:.4f}, exact match {m.exact_match:.4f}, loss {m.loss:.4f} "
           f"(chance {np.log(config.vocab - 1):.3f}) after {result.steps} steps in "
           f"{result.seconds:.1f} s")
     print_samples(model, config)
