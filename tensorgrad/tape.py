@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import operator
 import os
 import sys
 import weakref
@@ -24,6 +25,7 @@ import numpy as np
 from tensorgrad.errors import AnomalyError, BackwardError, ShapeError
 
 _sequence = itertools.count()
+_by_sequence = operator.attrgetter("seq")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -163,22 +165,21 @@ def _reachable(roots):
             parent = getattr(x, "_record", None)
             if parent is not None and id(parent) not in seen:
                 stack.append(parent)
-    records.sort(key=lambda r: r.seq, reverse=True)
+    records.sort(key=_by_sequence, reverse=True)
     return records
 
 
 def _seed_gradient(output, grad):
     """The cotangent backward starts from: 1 for a scalar output, else the given ``grad``."""
-    from tensorgrad.tensor import Tensor, as_tensor
-
+    tensor_module = sys.modules["tensorgrad.tensor"]  # imported by now; no import on this path
     if grad is None:
         if output.size != 1:
             raise BackwardError(
                 f"backward: output has shape {output.shape}; a non-scalar output needs an "
                 "explicit grad of the same shape"
             )
-        return Tensor._wrap(np.ones_like(output.data))
-    grad = as_tensor(grad, dtype=output.dtype)
+        return tensor_module.Tensor._wrap(np.ones_like(output.data))
+    grad = tensor_module.as_tensor(grad, dtype=output.dtype)
     if grad.shape != output.shape:
         raise ShapeError(
             f"backward: grad has shape {grad.shape} but the output has shape {output.shape}"
@@ -193,8 +194,7 @@ def run_backward(outputs, grads, retain_graph=False, create_graph=False, targets
     the non-leaf ``targets``. With ``create_graph`` the VJPs are themselves recorded, so the
     cotangents are differentiable.
     """
-    from tensorgrad.ops.registry import fit_cotangent
-
+    fit_cotangent = sys.modules["tensorgrad.ops.registry"].fit_cotangent
     wanted = {id(t) for t in targets} if targets else set()
     cotangents = {}
     found = {}

@@ -20,6 +20,11 @@ def add_vjp(g, out, x, y):
     return g, g
 
 
+@add.def_fast_vjp
+def add_fast_vjp(g, out, x, y, needs=()):
+    return g, g
+
+
 @op("sub", inputs=("x", "y"))
 def sub(x, y):
     return np.subtract(x, y)
@@ -30,6 +35,11 @@ def sub_vjp(g, out, x, y):
     return g, (-g if needs_grad(y) else None)
 
 
+@sub.def_fast_vjp
+def sub_fast_vjp(g, out, x, y, needs=()):
+    return g, (np.negative(g) if needs[1] else None)
+
+
 @op("mul", inputs=("x", "y"))
 def mul(x, y):
     return np.multiply(x, y)
@@ -38,6 +48,11 @@ def mul(x, y):
 @mul.defvjp
 def mul_vjp(g, out, x, y):
     return (g * y if needs_grad(x) else None), (g * x if needs_grad(y) else None)
+
+
+@mul.def_fast_vjp
+def mul_fast_vjp(g, out, x, y, needs=()):
+    return (np.multiply(g, y) if needs[0] else None), (np.multiply(g, x) if needs[1] else None)
 
 
 @op("div", inputs=("x", "y"))
@@ -72,6 +87,11 @@ def neg(x):
 @neg.defvjp
 def neg_vjp(g, out, x):
     return (-g,)
+
+
+@neg.def_fast_vjp
+def neg_fast_vjp(g, out, x, needs=()):
+    return (np.negative(g),)
 
 
 @op("matmul", inputs=("x", "y"))

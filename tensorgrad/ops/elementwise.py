@@ -32,6 +32,11 @@ def exp_vjp(g, out, x):
     return (g * out,)
 
 
+@exp.def_fast_vjp
+def exp_fast_vjp(g, out, x, needs=()):
+    return (np.multiply(g, out),)
+
+
 @op("log")
 def log(x):
     return np.log(x)
@@ -60,6 +65,11 @@ def tanh(x):
 @tanh.defvjp
 def tanh_vjp(g, out, x):
     return (g * (1 - out * out),)  # d/dx tanh = 1 - tanh^2
+
+
+@tanh.def_fast_vjp
+def tanh_fast_vjp(g, out, x, needs=()):
+    return (g * (1 - out * out),)
 
 
 @op("sigmoid")
@@ -112,6 +122,11 @@ def relu(x):
 @relu.defvjp
 def relu_vjp(g, out, x):
     return (g * (x.data > 0),)
+
+
+@relu.def_fast_vjp
+def relu_fast_vjp(g, out, x, needs=()):
+    return (np.multiply(g, x > 0),)
 
 
 @op("leaky_relu")

@@ -58,6 +58,11 @@ def sum_vjp(g, out, x, axis=None, keepdims=False):
     return (broadcast_to(_expand(g, x, axis, keepdims), x.shape),)
 
 
+@sum.def_fast_vjp
+def sum_fast_vjp(g, out, x, axis=None, keepdims=False, needs=()):
+    return (np.broadcast_to(_expand(g, x, axis, keepdims), np.shape(x)),)
+
+
 @op("mean")
 def mean(x, axis=None, keepdims=False):
     total = np.add.reduce(x, axis=_axis(axis, x, "mean"), keepdims=keepdims)
@@ -67,6 +72,12 @@ def mean(x, axis=None, keepdims=False):
 @mean.defvjp
 def mean_vjp(g, out, x, axis=None, keepdims=False):
     return (broadcast_to(_expand(g, x, axis, keepdims) / _count(x.data, axis), x.shape),)
+
+
+@mean.def_fast_vjp
+def mean_fast_vjp(g, out, x, axis=None, keepdims=False, needs=()):
+    scaled = np.true_divide(_expand(g, x, axis, keepdims), _count(x, axis))
+    return (np.broadcast_to(scaled, np.shape(x)),)
 
 
 @op("max")

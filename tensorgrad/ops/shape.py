@@ -18,6 +18,11 @@ def reshape_vjp(g, out, x, shape):
     return (reshape(g, x.shape),)
 
 
+@reshape.def_fast_vjp
+def reshape_fast_vjp(g, out, x, shape, needs=()):
+    return (np.reshape(g, np.shape(x)),)
+
+
 @op("transpose")
 def transpose(x, axes=None):
     """Permute axes (reverse them when ``axes`` is None), as ``numpy.transpose``."""
