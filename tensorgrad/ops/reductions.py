@@ -5,7 +5,6 @@ size 1. Every VJP first restores the reduced axes (``_expand``) so the cotangent
 against the input.
 """
 
-import builtins
 import math
 
 import numpy as np
@@ -21,12 +20,12 @@ def normalize_axis(axis, ndim, name) -> tuple:
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        if not -ndim <= a < ndim:  # as NumPy: a 0-d tensor has no axis to name
             raise ShapeError(f"{name}: axis {a} is out of range for a tensor with {ndim} axes")
-        out.append(int(a) % builtins.max(ndim, 1))
+        out.append(int(a) % ndim)
     if len(set(out)) != len(out):
         raise ShapeError(f"{name}: repeated axis in {axis}")
-    return tuple(sorted(out)) if ndim else ()
+    return tuple(sorted(out))
 
 
 def _expand(g, x, axis, keepdims):

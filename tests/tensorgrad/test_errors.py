@@ -186,3 +186,9 @@ def test_gradient_through_a_constant_input_is_refused():
     with pytest.raises(tg.TensorgradError, match="attention: input 'bias' is not differentiable"):
         attention(q, q, q, bias)
     assert attention(q, q, q, bias.detach()).shape == (2, 3, 4)
+
+
+def test_a_zero_d_tensor_has_no_axis_to_reduce():
+    with pytest.raises(tg.ShapeError, match="sum: axis 0 is out of range for a tensor with 0 axes"):
+        tg.tensor(1.0).sum(axis=0)
+    assert tg.tensor(2.0).sum().item() == 2.0
