@@ -95,8 +95,10 @@ class Optimizer:
             for p in group["params"]:
                 if set_to_none:
                     p.grad = None
-                elif p.grad is not None:
+                elif isinstance(p.grad, np.ndarray):
                     p.grad.fill(0)
+                elif p.grad is not None:  # a Tensor from backward(create_graph=True): detach it
+                    p.grad = np.zeros_like(p.data)
 
     def state_dict(self):
         """Copy of the state, keyed by each parameter's position across groups (as PyTorch).

@@ -523,3 +523,14 @@ def test_fused_group_update_is_bitwise_the_per_parameter_update(make):
     for p, q in zip(fused, single):
         assert p.data.dtype == np.float32
         np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_zero_grad_in_place_after_create_graph_detaches_the_tensor_grad():
+    import tensorgrad as tg
+
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+    (w * w).sum().backward(create_graph=True)
+    assert isinstance(w.grad, tg.Tensor)
+    opt = SGD([w], lr=0.1)
+    opt.zero_grad(set_to_none=False)
+    assert isinstance(w.grad, np.ndarray) and not w.grad.any()
